@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install everything (scripts/setup.sh) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,3 @@
+from ihmr.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Project-wide exception types.
+
+Every error that ihmr raises on purpose derives from :class:`IhmrError`. Errors about the caller's
+input also derive from :class:`ValueError`, so ``except ValueError`` keeps working for users who do
+not know about ihmr's own types.
+"""
+
+from __future__ import annotations
+
+
+class IhmrError(Exception):
+    """Base class of every error raised on purpose by ihmr."""
+
+
+class InputError(IhmrError, ValueError):
+    """Bad input from the caller: wrong shape, dtype, NaN/inf values, an empty batch, ..."""
+
+
+class ModelFileError(IhmrError, ValueError):
+    """A hand-model file is missing, truncated, of the wrong structure or not allowed to load."""
+
+
+class UnsafePickleError(ModelFileError):
+    """A pickle asked for a class that the restricted unpickler does not allow."""

@@ -1,0 +1,17 @@
+"""Geometry utilities shared by the whole pipeline (rotations, alignment)."""
+
+from ihmr.geometry.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+    rot6d_to_matrix,
+    mirror_axis_angle,
+)
+
+__all__ = [
+    "axis_angle_to_matrix",
+    "matrix_to_axis_angle",
+    "matrix_to_rot6d",
+    "rot6d_to_matrix",
+    "mirror_axis_angle",
+]

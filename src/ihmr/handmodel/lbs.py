@@ -1,0 +1,120 @@
+"""Linear blend skinning for MANO-style hand models: pure functions, batched, differentiable.
+
+Shapes use ``B`` = batch, ``V`` = vertices, ``J`` = kinematic joints (16 for hands), ``K`` = shape
+components. All positions are in metres. Rotations are axis-angle vectors expressed in the model's
+rest-frame axes, relative to the parent joint (MANO / SMPL convention).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ihmr.geometry.rotations import axis_angle_to_matrix
+
+__all__ = ["blend_shapes", "vertices2joints", "batch_rigid_transform", "lbs"]
+
+
+def blend_shapes(betas: Tensor, shapedirs: Tensor) -> Tensor:
+    """Per-vertex displacement of the shape blend shapes.
+
+    Args:
+        betas: ``(B, K)`` shape coefficients.
+        shapedirs: ``(V, 3, K)`` blend shapes.
+
+    Returns:
+        ``(B, V, 3)`` displacements (metres).
+    """
+    return torch.einsum("bk,vck->bvc", betas, shapedirs)
+
+
+def vertices2joints(J_regressor: Tensor, vertices: Tensor) -> Tensor:
+    """Regress joint locations from vertices.
+
+    Args:
+        J_regressor: ``(J, V)`` regressor.
+        vertices: ``(B, V, 3)``.
+
+    Returns:
+        ``(B, J, 3)``.
+    """
+    return torch.einsum("jv,bvc->bjc", J_regressor, vertices)
+
+
+def batch_rigid_transform(rot_mats: Tensor, joints: Tensor, parents: Tensor) -> tuple[Tensor, Tensor]:
+    """Pose a kinematic tree.
+
+    Args:
+        rot_mats: ``(B, J, 3, 3)`` local rotations (relative to the parent, rest-frame axes).
+        joints: ``(B, J, 3)`` rest joint locations.
+        parents: ``(J,)`` parent indices, ``parents[0] == -1`` and ``parents[j] < j``.
+
+    Returns:
+        posed_joints: ``(B, J, 3)`` posed joint locations.
+        rel_transforms: ``(B, J, 4, 4)`` transforms mapping rest-pose points to posed points for
+            each joint (the skinning transforms).
+    """
+    B, J = joints.shape[:2]
+    rel_joints = joints.clone()
+    rel_joints[:, 1:] = joints[:, 1:] - joints[:, parents[1:]]
+    # Local 4x4 transforms [R | t] with t = joint offset from the parent.
+    top = torch.cat([rot_mats, rel_joints[..., None]], dim=-1)  # (B, J, 3, 4)
+    bottom = torch.zeros(B, J, 1, 4, dtype=joints.dtype, device=joints.device)
+    bottom[..., 0, 3] = 1.0
+    local = torch.cat([top, bottom], dim=-2)  # (B, J, 4, 4)
+    chain = [local[:, 0]]
+    par = parents.tolist()
+    for j in range(1, J):  # loop over the 16 joints of the tree, batched over B
+        chain.append(chain[par[j]] @ local[:, j])
+    world = torch.stack(chain, dim=1)  # (B, J, 4, 4)
+    posed_joints = world[:, :, :3, 3]
+    # Remove the rest joint location: T_rel = world @ [I | -j_rest].
+    offset = (world[:, :, :3, :3] @ joints[..., None])[..., 0]
+    rel = world.clone()
+    rel[:, :, :3, 3] = posed_joints - offset
+    return posed_joints, rel
+
+
+def lbs(
+    betas: Tensor,
+    pose: Tensor,
+    v_template: Tensor,
+    shapedirs: Tensor,
+    posedirs: Optional[Tensor],
+    J_regressor: Tensor,
+    parents: Tensor,
+    weights: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Shape, pose and skin a hand model.
+
+    Args:
+        betas: ``(B, K)`` shape coefficients.
+        pose: ``(B, J, 3)`` axis-angle per joint (joint 0 = global orientation about the wrist).
+        v_template: ``(V, 3)`` rest vertices.
+        shapedirs: ``(V, 3, K)``.
+        posedirs: ``(P, V * 3)`` pose correctives with ``P = (J - 1) * 9``, or ``None``.
+        J_regressor: ``(J, V)``.
+        parents: ``(J,)``.
+        weights: ``(V, J)`` skinning weights.
+
+    Returns:
+        vertices: ``(B, V, 3)`` posed vertices.
+        joints: ``(B, J, 3)`` posed kinematic joints.
+        rest_joints: ``(B, J, 3)`` joints of the shaped rest hand.
+    """
+    B = pose.shape[0]
+    v_shaped = v_template[None] + blend_shapes(betas, shapedirs)
+    rest_joints = vertices2joints(J_regressor, v_shaped)
+    rot_mats = axis_angle_to_matrix(pose)  # (B, J, 3, 3)
+    if posedirs is not None:
+        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+        pose_feature = (rot_mats[:, 1:] - eye).reshape(B, -1)
+        v_posed = v_shaped + (pose_feature @ posedirs).reshape(B, -1, 3)
+    else:
+        v_posed = v_shaped
+    joints, rel = batch_rigid_transform(rot_mats, rest_joints, parents)
+    T = torch.einsum("vj,bjmn->bvmn", weights, rel[:, :, :3, :])  # (B, V, 3, 4)
+    vertices = (T[..., :3] @ v_posed[..., None])[..., 0] + T[..., 3]
+    return vertices, joints, rest_joints

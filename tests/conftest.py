@@ -1,0 +1,27 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def open_right():
+    import ihmr
+
+    return ihmr.load_hand_model("open", "right", dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def two_hands64():
+    import ihmr
+
+    return ihmr.TwoHands("open", dtype=torch.float64)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
