@@ -1,0 +1,196 @@
+"""A tiny offscreen renderer (pyrender over EGL) for hand meshes.
+
+Cameras use the OpenCV convention everywhere in ihmr: x right, y down, z forward (into the scene),
+intrinsics ``K`` ``(3, 3)`` in pixels, extrinsics as a ``(4, 4)`` world-to-camera matrix. The
+conversion to OpenGL's convention happens only here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ihmr.errors import IhmrError, InputError
+
+__all__ = ["MeshSpec", "render_meshes", "look_at", "orbit_views", "render_views", "tile"]
+
+_CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+@dataclass
+class MeshSpec:
+    """A mesh to draw: ``vertices (V, 3)`` metres, ``faces (F, 3)``, colour RGBA ``(4,)`` uint8 or
+    per-vertex ``(V, 4)``; ``face_colors (F, 4)`` overrides it when given."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    color: Sequence[int] | np.ndarray = (235, 150, 100, 255)
+    face_colors: Optional[np.ndarray] = None
+
+
+def _pyrender():
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    try:
+        import pyrender  # noqa: F401
+    except Exception as e:  # ImportError, or OpenGL failing to find EGL
+        raise IhmrError(
+            "offscreen rendering needs pyrender with EGL: `pip install pyrender==0.1.45 --no-deps "
+            "PyOpenGL==3.1.10` and Mesa's EGL (`apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri`); "
+            f"import failed with {type(e).__name__}: {e}"
+        ) from e
+    return pyrender
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, -1.0, 0.0])) -> np.ndarray:
+    """World-to-camera ``(4, 4)`` (OpenCV convention) for a camera at ``eye`` looking at ``target``.
+
+    ``up`` is the world direction that should point up in the image (OpenCV: image up = -y).
+    """
+    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-9:
+        raise InputError("look_at: 'up' is parallel to the viewing direction")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])  # rows: camera axes in world coordinates
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = -R @ eye
+    return T
+
+
+def render_meshes(
+    meshes: Sequence[MeshSpec],
+    K: np.ndarray,
+    size: tuple[int, int],
+    world_to_cam: Optional[np.ndarray] = None,
+    background: Optional[np.ndarray] = None,
+    bg_color: Sequence[float] = (1.0, 1.0, 1.0),
+    light_intensity: float = 3.0,
+    smooth: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render meshes with a pinhole camera.
+
+    Args:
+        meshes: what to draw (world coordinates, metres).
+        K: ``(3, 3)`` intrinsics (pixels).
+        size: ``(W, H)`` image size.
+        world_to_cam: ``(4, 4)`` OpenCV extrinsics (default identity: world = camera frame).
+        background: optional ``(H, W, 3)`` uint8 image; rendered pixels are composited over it.
+        bg_color: RGB in [0, 1] where nothing is drawn and no background is given.
+
+    Returns:
+        colour ``(H, W, 3)`` uint8, depth ``(H, W)`` float32 (metres along z, 0 where empty),
+        mask ``(H, W)`` bool.
+    """
+    pyrender = _pyrender()
+    import trimesh
+
+    W, H = int(size[0]), int(size[1])
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise InputError(f"K must be (3, 3), got {K.shape}")
+    if background is not None and np.asarray(background).shape[:2] != (H, W):
+        raise InputError(f"background must be ({H}, {W}, 3), got {np.asarray(background).shape}")
+    E = np.eye(4) if world_to_cam is None else np.asarray(world_to_cam, dtype=np.float64)
+    scene = pyrender.Scene(bg_color=[*bg_color, 0.0], ambient_light=[0.35, 0.35, 0.35])
+    for m in meshes:
+        v = np.asarray(m.vertices, dtype=np.float64)
+        tm = trimesh.Trimesh(v, np.asarray(m.faces), process=False)
+        if m.face_colors is not None:
+            tm.visual.face_colors = np.asarray(m.face_colors, dtype=np.uint8)
+            smooth_m = False
+        else:
+            c = np.asarray(m.color, dtype=np.uint8)
+            tm.visual.vertex_colors = np.broadcast_to(c, (len(v), 4)).copy() if c.ndim == 1 else c
+            smooth_m = smooth
+        scene.add(pyrender.Mesh.from_trimesh(tm, smooth=smooth_m))
+    cam = pyrender.IntrinsicsCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], znear=0.01, zfar=100.0)
+    cam_pose = np.linalg.inv(E) @ _CV_TO_GL  # camera-to-world in OpenGL convention
+    scene.add(cam, pose=cam_pose)
+    # Key light from the camera, fill light from above-left.
+    scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity), pose=cam_pose)
+    fill = cam_pose.copy()
+    fill[:3, :3] = cam_pose[:3, :3] @ _rot_x(-0.6) @ _rot_y(-0.5)
+    scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity * 0.4), pose=fill)
+    r = pyrender.OffscreenRenderer(W, H)
+    try:
+        color, depth = r.render(scene, flags=pyrender.RenderFlags.RGBA)
+    finally:
+        r.delete()
+    mask = depth > 0
+    rgb = color[..., :3].copy()
+    if background is not None:
+        rgb = np.where(mask[..., None], rgb, np.asarray(background, dtype=np.uint8)[..., :3])
+    return rgb, depth.astype(np.float32), mask
+
+
+def _rot_x(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _rot_y(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+# Viewing directions (from the camera towards the scene) and image-up vectors, world frame.
+_VIEWS = {
+    "front": (np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])),
+    "back": (np.array([0.0, 0.0, -1.0]), np.array([0.0, -1.0, 0.0])),
+    "side": (np.array([-1.0, 0.0, 0.0]), np.array([0.0, -1.0, 0.0])),
+    "top": (np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])),
+}
+
+
+def orbit_views(
+    vertices: np.ndarray, views: Sequence[str] = ("front", "side", "top"), size: int = 400, fov: float = 0.6,
+    margin: float = 1.15,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cameras framing a point set ``(N, 3)`` from named views; returns ``(K, world_to_cam)`` each.
+
+    Views (world frame, OpenCV-like: y down): ``front`` looks along +z, ``back`` along -z,
+    ``side`` along -x, ``top`` along +y.
+    """
+    pts = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    centre = 0.5 * (pts.min(0) + pts.max(0))
+    radius = max(float(np.linalg.norm(pts - centre, axis=1).max()), 1e-6)
+    dist = margin * radius / np.tan(fov / 2)
+    f = 0.5 * size / np.tan(fov / 2)
+    K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])
+    out = []
+    for name in views:
+        if name not in _VIEWS:
+            raise InputError(f"unknown view {name!r}; known: {', '.join(_VIEWS)}")
+        d, up = _VIEWS[name]
+        out.append((K, look_at(centre - d * dist, centre, up)))
+    return out
+
+
+def tile(images: Sequence[np.ndarray], cols: Optional[int] = None, pad: int = 0, pad_value: int = 255) -> np.ndarray:
+    """Tile equally sized ``(H, W, 3)`` images row-major into one image."""
+    if not images:
+        raise InputError("tile: no images")
+    cols = cols or len(images)
+    H, W = images[0].shape[:2]
+    rows = -(-len(images) // cols)
+    out = np.full((rows * H + (rows - 1) * pad, cols * W + (cols - 1) * pad, 3), pad_value, dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * (H + pad) : r * (H + pad) + H, c * (W + pad) : c * (W + pad) + W] = im[..., :3]
+    return out
+
+
+def render_views(
+    meshes: Sequence[MeshSpec], views: Sequence[str] = ("front", "side", "top"), size: int = 400, frame_points: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Render ``meshes`` from several named views framed automatically; returns one tiled image."""
+    pts = frame_points if frame_points is not None else np.concatenate([np.asarray(m.vertices) for m in meshes])
+    imgs = [render_meshes(meshes, K, (size, size), E)[0] for K, E in orbit_views(pts, views, size)]
+    return tile(imgs)
