@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import numpy as np
 import torch
 
 import ihmr
+from _timing import timeit
 from ihmr.collision import collision_loss
 from ihmr.metrics import penetration_depths, penetration_stats
 
@@ -36,14 +36,6 @@ def find_gap(hands, target_mm: float) -> float:
         d = penetration_depths(pair_at(hands, mid), hands.faces).max().item() * 1000
         lo, hi = (mid, hi) if d > target_mm else (lo, mid)
     return 0.5 * (lo + hi)
-
-
-def timeit(fn, repeats: int) -> float:
-    fn()
-    t = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t) / repeats
 
 
 def main() -> None:

@@ -7,19 +7,11 @@ Prints a table: batch size, ms per call, pairs of hands per second.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import ihmr
-
-
-def bench(fn, repeats: int) -> float:
-    fn()  # warm-up
-    t = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t) / repeats
+from _timing import timeit
 
 
 def main() -> None:
@@ -41,7 +33,7 @@ def main() -> None:
         tau = 0.1 * torch.randn(B, 3, generator=g)
         reps = max(3, min(200, 2000 // B))
         with torch.no_grad():
-            t = bench(lambda: hands(beta, phi, theta, tau), reps)
+            t = timeit(lambda: hands(beta, phi, theta, tau), reps)
         print(f"| {B:>5} | {'forward':>8} | {t * 1e3:>10.2f} | {B / t:>10.0f} |")
         params = [x.clone().requires_grad_() for x in (beta, phi, theta, tau)]
 
@@ -49,7 +41,7 @@ def main() -> None:
             out = hands(*params)
             (out.vertices.square().sum() + out.joints.sum()).backward()
 
-        t = bench(fb, max(2, reps // 3))
+        t = timeit(fb, max(2, reps // 3))
         print(f"| {B:>5} | {'fwd+bwd':>8} | {t * 1e3:>10.2f} | {B / t:>10.0f} |")
 
 

@@ -19,7 +19,7 @@ from torch import Tensor
 from ihmr.collision.closest_point import closest_point_on_triangle
 from ihmr.errors import InputError
 
-__all__ = ["check_pair_input", "penetration_depths", "PenetrationQuery", "find_penetrations"]
+__all__ = ["check_pair_input", "boxes_overlap", "penetration_depths", "PenetrationQuery", "find_penetrations"]
 
 #: Faces with an area below this (m^2) are degenerate.
 MIN_FACE_AREA = 1e-16
@@ -71,8 +71,10 @@ class PenetrationQuery:
 SEARCH_MARGIN = 0.02
 
 
-def _boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(np.all(a.max(0) >= b.min(0)) and np.all(b.max(0) >= a.min(0)))
+def boxes_overlap(vertices: Tensor) -> Tensor:
+    """``(B,)`` bool: the two meshes' axis-aligned bounding boxes overlap (``vertices (B, 2, V, 3)``)."""
+    lo, hi = vertices.min(2).values, vertices.max(2).values  # (B, 2, 3)
+    return ((hi[:, 0] >= lo[:, 1]) & (hi[:, 1] >= lo[:, 0])).all(-1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -157,9 +159,7 @@ def find_penetrations(vertices: Tensor, faces: Tensor) -> PenetrationQuery:
     v = vertices.detach().to(torch.float64).cpu().numpy()
     f = [np.ascontiguousarray(torch.as_tensor(faces[h]).cpu().numpy().astype(np.int64)) for h in range(2)]
     out = {k: [] for k in ("batch", "hand", "vertex", "face")}
-    for b in range(v.shape[0]):  # libigl works one mesh at a time
-        if not _boxes_overlap(v[b, 0], v[b, 1]):
-            continue
+    for b in torch.nonzero(boxes_overlap(vertices.detach())).flatten().tolist():  # libigl: one mesh at a time
         lo = np.maximum(v[b, 0].min(0), v[b, 1].min(0))
         hi = np.minimum(v[b, 0].max(0), v[b, 1].max(0))
         edge_len = [np.linalg.norm(v[b, k][f[k]] - v[b, k][np.roll(f[k], 1, axis=1)], axis=-1).max() for k in range(2)]

@@ -7,18 +7,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ihmr.collision.exact import check_pair_input, penetration_depths
+from ihmr.collision.exact import boxes_overlap, check_pair_input, penetration_depths
 from ihmr.collision.grid import psi_grid, sample_psi
 
 __all__ = ["CollisionMode", "per_vertex_penetration", "collision_loss", "CollisionLoss"]
 
 CollisionMode = Literal["grid", "exact"]
-
-
-def _boxes_overlap(vertices: Tensor) -> Tensor:
-    """``(B,)`` bool: the two hands' bounding boxes overlap."""
-    lo, hi = vertices.min(2).values, vertices.max(2).values  # (B, 2, 3)
-    return ((hi[:, 0] >= lo[:, 1]) & (hi[:, 1] >= lo[:, 0])).all(-1)
 
 
 def per_vertex_penetration(
@@ -39,7 +33,7 @@ def per_vertex_penetration(
         raise ValueError(f"mode must be 'grid' or 'exact', got {mode!r}")
     faces = torch.as_tensor(faces).long()
     out = vertices.new_zeros(vertices.shape[:3]) + 0.0 * vertices.sum(-1)
-    active = torch.nonzero(_boxes_overlap(vertices.detach())).flatten()
+    active = torch.nonzero(boxes_overlap(vertices.detach())).flatten()
     if active.numel() == 0:
         return out
     va = vertices[active]  # (A, 2, V, 3)
