@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--seed", type=int, default=0)
     bm.set_defaults(func=_cmd_build_model)
 
+    from ihmr.cli.refine import add_bench_parser, add_refine_parser
+
+    add_refine_parser(sub)
+    add_bench_parser(sub)
+
     info = sub.add_parser("info", help="print facts about a hand model as JSON")
     info.add_argument("--model", default="open")
     info.set_defaults(func=_cmd_info)

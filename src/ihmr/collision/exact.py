@@ -67,8 +67,11 @@ class PenetrationQuery:
 
 
 #: Margin (m) around the overlap of the two bounding boxes within which the other hand's faces are
-#: searched; vertices farther than this from every searched face fall back to a full-mesh query.
+#: searched first; vertices farther than this from every searched face are queried against the
+#: whole mesh (so the result is exact either way).
 SEARCH_MARGIN = 0.02
+#: Search the near faces first only when they are fewer than this fraction of all faces.
+NEAR_FRACTION = 0.6
 
 
 def boxes_overlap(vertices: Tensor) -> Tensor:
@@ -145,10 +148,11 @@ def _vertex_pseudo_normals(v: np.ndarray, f: np.ndarray, ids: np.ndarray) -> np.
 def find_penetrations(vertices: Tensor, faces: Tensor) -> PenetrationQuery:
     """Locate, without gradient, every vertex inside the other hand and its closest triangle.
 
-    Only vertices inside the overlap of the two bounding boxes can penetrate; they are matched
-    against the other hand's faces near that overlap (:data:`SEARCH_MARGIN`) with one AABB query, and
-    classified by the pseudo-normal of their closest feature. Vertices farther than the margin from
-    every nearby face are re-queried against the whole mesh (generalised winding number).
+    Only vertices inside the overlap of the two bounding boxes can penetrate. Their closest points
+    on the other surface come from libigl's AABB queries (first against the faces near the overlap,
+    :data:`SEARCH_MARGIN`, when that is a small part of the mesh; otherwise, or for vertices farther
+    than the margin, against the whole mesh), and they are classified inside/outside by the
+    pseudo-normal of their closest feature, which is exact on closed manifold meshes.
 
     Args:
         vertices: ``(B, 2, V, 3)``.
@@ -159,10 +163,20 @@ def find_penetrations(vertices: Tensor, faces: Tensor) -> PenetrationQuery:
     v = vertices.detach().to(torch.float64).cpu().numpy()
     f = [np.ascontiguousarray(torch.as_tensor(faces[h]).cpu().numpy().astype(np.int64)) for h in range(2)]
     out = {k: [] for k in ("batch", "hand", "vertex", "face")}
-    for b in torch.nonzero(boxes_overlap(vertices.detach())).flatten().tolist():  # libigl: one mesh at a time
+    active = torch.nonzero(boxes_overlap(vertices.detach())).flatten()
+    if active.numel() == 0:
+        return PenetrationQuery(*(torch.zeros(0, dtype=torch.long) for _ in range(4)))
+    with torch.no_grad():  # longest edge per mesh, (B, 2)
+        vt = vertices.detach()
+        edge_len = torch.zeros(vt.shape[:2], dtype=torch.float64)
+        for h in range(2):
+            fh = torch.as_tensor(f[h])
+            e = vt[active, h][:, fh] - vt[active, h][:, fh.roll(1, dims=1)]
+            edge_len[active, h] = e.norm(dim=-1).flatten(1).max(1).values.double().cpu()
+    edge_len = edge_len.numpy()
+    for b in active.tolist():  # libigl works one mesh at a time
         lo = np.maximum(v[b, 0].min(0), v[b, 1].min(0))
         hi = np.minimum(v[b, 0].max(0), v[b, 1].max(0))
-        edge_len = [np.linalg.norm(v[b, k][f[k]] - v[b, k][np.roll(f[k], 1, axis=1)], axis=-1).max() for k in range(2)]
         for h in range(2):
             other = np.ascontiguousarray(v[b, 1 - h])
             fo = f[1 - h]
@@ -171,27 +185,22 @@ def find_penetrations(vertices: Tensor, faces: Tensor) -> PenetrationQuery:
                 continue
             q = np.ascontiguousarray(v[b, h, cand])
             # Faces near the overlap: all their corners lie within the margin plus one edge length.
-            reach = SEARCH_MARGIN + edge_len[1 - h]
+            reach = SEARCH_MARGIN + edge_len[b, 1 - h]
             vnear = np.all((other >= lo - reach) & (other <= hi + reach), axis=1)
             near = np.flatnonzero(vnear[fo].any(1))
-            inside = np.zeros(cand.size, bool)
+            c = np.zeros((cand.size, 3))
             face_idx = np.zeros(cand.size, np.int64)
             far = np.ones(cand.size, bool)
-            if near.size:
-                d2, i_sub, c = igl.point_mesh_squared_distance(q, other, np.ascontiguousarray(fo[near]))
-                fi = near[np.asarray(i_sub).reshape(-1)]
+            if 0 < near.size < NEAR_FRACTION * len(fo):
+                d2, i_sub, c_sub = igl.point_mesh_squared_distance(q, other, np.ascontiguousarray(fo[near]))
                 far = np.asarray(d2).reshape(-1) > SEARCH_MARGIN**2
-                ok = ~far
-                inside[ok] = _sign_inside(q[ok], np.asarray(c)[ok], fi[ok], other, fo)
-                face_idx[ok] = fi[ok]
-            if far.any():  # rare: deep or far from the overlap; query the whole mesh
-                qf = np.ascontiguousarray(q[far])
-                ins = igl.fast_winding_number(other, fo, qf) > 0.5
-                idx = np.flatnonzero(far)[ins]
-                if idx.size:
-                    _, fi2, _ = igl.point_mesh_squared_distance(np.ascontiguousarray(q[idx]), other, fo)
-                    face_idx[idx] = np.asarray(fi2).reshape(-1)
-                    inside[idx] = True
+                face_idx[~far] = near[np.asarray(i_sub).reshape(-1)[~far]]
+                c[~far] = np.asarray(c_sub)[~far]
+            if far.any():  # the whole mesh: exact for every point
+                _, fi2, c2 = igl.point_mesh_squared_distance(np.ascontiguousarray(q[far]), other, fo)
+                face_idx[far] = np.asarray(fi2).reshape(-1)
+                c[far] = np.asarray(c2)
+            inside = _sign_inside(q, c, face_idx, other, fo)
             if not inside.any():
                 continue
             n = int(inside.sum())

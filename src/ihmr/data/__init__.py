@@ -1,0 +1,1 @@
+"""Data: the synthetic interacting-hands benchmark (and, later, InterHand2.6M)."""

@@ -1,0 +1,316 @@
+"""Synthetic interacting-hands benchmark: ground truth in contact, simulated stage-I and joint head.
+
+We cannot download InterHand2.6M, so refinement is measured on a faithful stand-in:
+
+- **Ground truth**: finger poses drawn from an anatomical prior inside the model's joint limits
+  (correlated flexion per finger), shapes of one person (left ~ right), and a relative placement
+  of the kind people make: palm to palm, fingertips, clasped, interlaced, holding the other's
+  fingers, crossed hands, and near misses. The left hand is slid along a separation direction to
+  first contact (bisection on the exact penetration), so every pair is penetration-free
+  (MAX-P < 0.5 mm) and, unless it is a near miss, crossed hands or touching fingertips (which rarely
+  meet the joint-based criterion), closely interacting (mean inter-distance < 40 mm).
+  A random global rotation is applied to the pair.
+- **Simulated stage-I predictions**: the ground truth corrupted per factor (shape, orientation,
+  finger pose, and relative translation biased towards the other hand), so they collide like the
+  paper's baseline.
+- **Simulated joint head**: ground-truth 3D joints plus Gaussian noise of ``sigma`` (per coordinate)
+  and 2D joints projected by the weak-perspective camera plus noise.
+
+Everything is seeded. :func:`save_npz` / :func:`load_npz` store the documented ``.npz`` format
+(see :data:`NPZ_KEYS`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from ihmr.errors import InputError
+from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ihmr.handmodel.limits import JointLimits
+from ihmr.handmodel.two_hands import TwoHands
+from ihmr.joint_order import from_two_hand
+
+__all__ = [
+    "CONTACTS",
+    "NPZ_KEYS",
+    "SyntheticSet",
+    "make_synthetic",
+    "project_weak_perspective",
+    "save_npz",
+    "load_npz",
+]
+
+CONTACTS = ("palm_to_palm", "fingertips", "clasped", "interlaced", "holding_fingers", "crossed", "near_miss")
+#: How often each contact kind is drawn (loose kinds rarely: the benchmark is about close contact).
+CONTACT_WEIGHTS = (0.2, 0.06, 0.2, 0.2, 0.2, 0.07, 0.07)
+#: Max depth (m) still counted as touching when placing the ground truth.
+CONTACT_TOLERANCE = 0.0003
+
+#: ``.npz`` keys and shapes (N samples). Parameters: metres / radians, hand 0 = right.
+NPZ_KEYS = {
+    "beta": "(N, 2, 10) predicted shapes (simulated stage I)",
+    "phi": "(N, 2, 3) predicted global orientations, axis-angle",
+    "theta": "(N, 2, 45) predicted finger poses, axis-angle relative to the flat hand",
+    "tau": "(N, 3) predicted left wrist - right wrist (m)",
+    "cam": "(N, 3) weak-perspective camera (s, tx, ty): uv = s * (xy + t)",
+    "j3d": "(N, 42, 3) joint-head 3D joints (m), MANO order, right hand first, right wrist at the origin",
+    "j2d": "(N, 42, 2) joint-head 2D joints in normalised image coordinates [-1, 1]",
+    "gt_beta": "(N, 2, 10)", "gt_phi": "(N, 2, 3)", "gt_theta": "(N, 2, 45)", "gt_tau": "(N, 3)",
+    "gt_j3d": "(N, 42, 3) ground-truth joints (m), same frame as j3d",
+    "valid": "(N, 42) bool, joint validity",
+    "contact": "(N,) int index into CONTACTS",
+    "meta": "JSON string: seed, sigma_mm, model, CONTACTS",
+}
+
+
+def project_weak_perspective(joints: Tensor, cam: Tensor) -> Tensor:
+    """``uv = s * (xy + t)``: joints ``(B, K, 3)``, cam ``(B, 3)`` -> ``(B, K, 2)``."""
+    return cam[:, None, :1] * (joints[..., :2] + cam[:, None, 1:])
+
+
+def _rot(axis: str, angle: Tensor) -> Tensor:
+    """Rotation matrices ``(B, 3, 3)`` about a coordinate axis."""
+    aa = torch.zeros(angle.shape[0], 3, dtype=angle.dtype)
+    aa[:, "xyz".index(axis)] = angle
+    return axis_angle_to_matrix(aa)
+
+
+@dataclass
+class SyntheticSet:
+    """Ground truth, simulated predictions and joint head of ``N`` samples (tensors, float64)."""
+
+    gt: dict[str, Tensor]
+    pred: dict[str, Tensor]
+    cam: Tensor
+    j3d: Tensor
+    j2d: Tensor
+    gt_j3d: Tensor
+    valid: Tensor
+    contact: Tensor
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.cam.shape[0])
+
+
+#: Spread direction per MANO finger joint 1..15 (index and thumb towards the thumb side, pinky and
+#: ring away, middle none): +1 uses the upper spread limit, -1 the lower.
+_SPREAD_SIGN = torch.tensor([1, 1, 1, 0, 0, 0, -1, -1, -1, -0.5, -0.5, -0.5, 0, 0, 0], dtype=torch.float64)
+
+
+def _finger_pose(lim: JointLimits, n: int, bend_lo: Tensor, bend_hi: Tensor, spread: Tensor, g: torch.Generator) -> Tensor:
+    """Anatomical prior: per-finger flexion level in [bend_lo, bend_hi] x max with small per-joint
+    jitter, a finger spread level ``spread (n,)`` in [0, 1] of the limits, small twist. ``(n, 45)``."""
+    dt = lim.lower.dtype
+    level = bend_lo[:, None] + (bend_hi - bend_lo)[:, None] * torch.rand(n, 5, generator=g, dtype=dt)  # per finger
+    # MANO joints 1..15 -> fingers: index 0-2, middle 3-5, pinky 6-8, ring 9-11, thumb 12-14.
+    finger_of_joint = torch.tensor([1, 1, 1, 2, 2, 2, 4, 4, 4, 3, 3, 3, 0, 0, 0])
+    frac = (level[:, finger_of_joint] + 0.06 * torch.randn(n, 15, generator=g, dtype=dt)).clamp(0.0, 1.0)
+    q = torch.zeros(n, 15, 3, dtype=dt)
+    q[..., 2] = frac * lim.upper[:, 2] * 0.999
+    sp = _SPREAD_SIGN.to(dt)[None] * spread[:, None]
+    sp = sp + 0.1 * torch.randn(n, 15, generator=g, dtype=dt)
+    q[..., 1] = torch.where(sp > 0, sp * lim.upper[:, 1], -sp * lim.lower[:, 1]).clamp(lim.lower[:, 1], lim.upper[:, 1])
+    u = torch.rand(n, 15, generator=g, dtype=dt)
+    q[..., 0] = 0.3 * (lim.lower[:, 0] + u * (lim.upper[:, 0] - lim.lower[:, 0]))
+    return lim.from_local(q)
+
+
+def _placements(kind: Tensor, g: torch.Generator, dt: torch.dtype):
+    """Per contact kind: left orientation (in the right hand's rest frame), start offset, separation
+    direction, and finger flexion ranges for both hands."""
+    n = kind.shape[0]
+    rnd = lambda *s: torch.rand(*s, generator=g, dtype=dt)  # noqa: E731
+    R = torch.eye(3, dtype=dt).repeat(n, 1, 1)
+    start = torch.zeros(n, 3, dtype=dt)
+    sep = torch.zeros(n, 3, dtype=dt)
+    bend = torch.zeros(n, 5, dtype=dt)  # right lo, right hi, left lo, left hi, spread level
+    pi = math.pi
+    for k, name in enumerate(CONTACTS):
+        m = kind == k
+        c = int(m.sum())
+        if c == 0:
+            continue
+        flip = _rot("z", torch.full((c,), pi, dtype=dt))  # left palm facing the right palm
+        if name in ("palm_to_palm", "near_miss"):
+            Rk = flip @ _rot("y", (rnd(c) - 0.5) * 0.5)
+            s, st, b = [0.0, -1.0, 0.0], [-0.04, 0.0, 0.0], [0.0, 0.15, 0.0, 0.15, 0.8]
+        elif name == "fingertips":
+            Rk = _rot("y", (rnd(c) - 0.5) * 0.4) @ _rot("x", (rnd(c) - 0.5) * 0.6)
+            s, st, b = [-1.0, 0.0, 0.0], [-0.16, -0.02, 0.0], [0.3, 0.5, 0.3, 0.5, 0.3]
+        elif name == "clasped":
+            Rk = flip @ _rot("y", (0.1 + 0.1 * rnd(c)) * pi * torch.sign(rnd(c) - 0.5))
+            s, st, b = [0.0, -1.0, 0.0], [-0.04, 0.0, 0.01], [0.65, 0.9, 0.65, 0.9, 0.8]
+        elif name == "interlaced":
+            Rk = flip @ _rot("y", (rnd(c) - 0.5) * 0.4)
+            s, st, b = [0.0, -1.0, 0.0], [-0.04, 0.0, 0.01], [0.35, 0.7, 0.35, 0.7, 0.9]
+        elif name == "holding_fingers":
+            Rk = flip @ _rot("y", (rnd(c) - 0.5) * 0.6)
+            s, st, b = [0.0, -1.0, 0.0], [-0.07, 0.0, 0.0], [0.0, 0.15, 0.45, 0.75, 0.5]
+        else:  # crossed: left hand across the back of the right one
+            Rk = _rot("y", (0.4 + 0.2 * rnd(c)) * pi * torch.sign(rnd(c) - 0.5))
+            s, st, b = [0.0, 1.0, 0.0], [-0.05, 0.0, 0.0], [0.0, 0.4, 0.0, 0.4, 0.3]
+        R[m] = Rk
+        sep[m] = torch.tensor(s, dtype=dt)
+        start[m] = torch.tensor(st, dtype=dt) + 0.01 * (rnd(c, 3) - 0.5)
+        bend[m] = torch.tensor(b, dtype=dt)
+    return R, start, sep, bend
+
+
+def _first_contact(hands: TwoHands, beta, phi, theta, start, sep, lo=-0.04, hi=0.14, steps=12) -> Tensor:
+    """Bisection per sample on ``t`` so the pair at ``tau = start + t sep`` just touches."""
+    from ihmr.metrics import penetration_depths
+
+    t_lo = torch.full((start.shape[0],), lo, dtype=start.dtype)
+    t_hi = torch.full_like(t_lo, hi)
+    for _ in range(steps):
+        mid = 0.5 * (t_lo + t_hi)
+        with torch.no_grad():
+            v = hands(beta, phi, theta, start + mid[:, None] * sep).vertices
+            ok = penetration_depths(v, hands.faces).flatten(1).max(1).values <= CONTACT_TOLERANCE
+        t_hi = torch.where(ok, mid, t_hi)
+        t_lo = torch.where(ok, t_lo, mid)
+    return t_hi
+
+
+def make_synthetic(
+    n: int,
+    seed: int = 0,
+    sigma_mm: float = 10.0,
+    hands: Optional[TwoHands] = None,
+    contacts: Optional[list[str]] = None,
+    progress: bool = True,
+) -> SyntheticSet:
+    """Generate ``n`` samples (see the module docstring). Deterministic for a seed."""
+    if n <= 0:
+        raise InputError(f"n must be positive, got {n}")
+    contacts = list(contacts or CONTACTS)
+    unknown = set(contacts) - set(CONTACTS)
+    if unknown:
+        raise InputError(f"unknown contact kinds {sorted(unknown)}; known: {', '.join(CONTACTS)}")
+    hands = hands or TwoHands("open", dtype=torch.float64)
+    dt = torch.float64
+    g = torch.Generator().manual_seed(seed)
+    lim_r = JointLimits(hands.right.data, dtype=dt)
+    lim_l = JointLimits(hands.left.data, dtype=dt)
+    from ihmr.metrics import closely_interacting_mask, penetration_depths
+
+    keep: dict[str, list[Tensor]] = {k: [] for k in ("beta", "phi", "theta", "tau", "kind", "sep")}
+    have, rounds = 0, 0
+    bar = tqdm(total=n, desc="synthetic ground truth", disable=not progress, unit="pair")
+    while have < n and rounds < 20:
+        rounds += 1
+        m = max(8, int((n - have) * 1.5))
+        ids = torch.tensor([CONTACTS.index(c) for c in contacts])
+        w = torch.tensor([CONTACT_WEIGHTS[i] for i in ids], dtype=dt)
+        kind = ids[torch.multinomial(w, m, replacement=True, generator=g)]
+        R_left, start, sep, bend = _placements(kind, g, dt)
+        spread = bend[:, 4] * (0.6 + 0.4 * torch.rand(m, generator=g, dtype=dt))
+        theta = torch.stack([
+            _finger_pose(lim_r, m, bend[:, 0], bend[:, 1], spread, g),
+            _finger_pose(lim_l, m, bend[:, 2], bend[:, 3], spread, g),
+        ], 1)
+        beta_r = 0.8 * torch.randn(m, 10, generator=g, dtype=dt)
+        beta = torch.stack([beta_r, beta_r + 0.15 * torch.randn(m, 10, generator=g, dtype=dt)], 1)
+        # Global rotation of the pair.
+        G = axis_angle_to_matrix(_random_rotvec(m, g, dt))
+        phi = torch.stack([matrix_to_axis_angle(G), matrix_to_axis_angle(G @ R_left)], 1)
+        start_w, sep_w = (G @ start[..., None])[..., 0], (G @ sep[..., None])[..., 0]
+        t = _first_contact(hands, beta, phi, theta, start_w, sep_w)
+        loose = kind == CONTACTS.index("near_miss")
+        may_be_loose = loose | (kind == CONTACTS.index("crossed")) | (kind == CONTACTS.index("fingertips"))
+        t = t + torch.where(loose, 0.003 + 0.012 * torch.rand(m, generator=g, dtype=dt), torch.zeros_like(t))
+        tau = start_w + t[:, None] * sep_w
+        with torch.no_grad():
+            out = hands(beta, phi, theta, tau)
+            maxp = penetration_depths(out.vertices, hands.faces).flatten(1).max(1).values
+        close = torch.as_tensor(closely_interacting_mask(out.joints.numpy()))
+        ok = (maxp < 0.0005) & (close | may_be_loose) & (t < 0.135)
+        for k, x in (("beta", beta), ("phi", phi), ("theta", theta), ("tau", tau), ("kind", kind), ("sep", sep_w)):
+            keep[k].append(x[ok])
+        have += int(ok.sum())
+        bar.update(min(int(ok.sum()), n - (have - int(ok.sum()))))
+    bar.close()
+    if have < n:
+        raise RuntimeError(f"could only place {have} of {n} pairs; try other contact kinds")
+    gt = {k: torch.cat(v)[:n] for k, v in keep.items()}
+    return _simulate_predictions(hands, gt, sigma_mm, g, seed)
+
+
+def _random_rotvec(n: int, g: torch.Generator, dt: torch.dtype) -> Tensor:
+    """Uniform random rotations as axis-angle ``(n, 3)``."""
+    q = torch.randn(n, 4, generator=g, dtype=dt)
+    q = q / q.norm(dim=1, keepdim=True)
+    q = torch.where(q[:, :1] < 0, -q, q)
+    s = q[:, 1:].norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return q[:, 1:] / s * 2 * torch.atan2(s, q[:, :1])
+
+
+def _simulate_predictions(hands: TwoHands, gt: dict, sigma_mm: float, g: torch.Generator, seed: int) -> SyntheticSet:
+    """Corrupt the ground truth per factor (stage I) and simulate the joint head."""
+    dt = torch.float64
+    n = gt["beta"].shape[0]
+    lim = [JointLimits(hands.right.data, dtype=dt), JointLimits(hands.left.data, dtype=dt)]
+    beta = gt["beta"] + 0.5 * torch.randn(n, 2, 10, generator=g, dtype=dt)
+    dR = axis_angle_to_matrix(0.07 * torch.randn(n, 2, 3, generator=g, dtype=dt))
+    phi = matrix_to_axis_angle(axis_angle_to_matrix(gt["phi"]) @ dR)
+    theta = torch.stack([lim[h].clamp(gt["theta"][:, h] + 0.12 * torch.randn(n, 45, generator=g, dtype=dt)) for h in range(2)], 1)
+    # Relative translation: too close along the separation direction (collisions), plus noise.
+    push = (0.006 + 0.010 * torch.rand(n, generator=g, dtype=dt))[:, None] * gt["sep"]
+    tau = gt["tau"] - push + 0.003 * torch.randn(n, 3, generator=g, dtype=dt)
+    with torch.no_grad():
+        gt_out = hands(gt["beta"], gt["phi"], gt["theta"], gt["tau"])
+    gt_j = from_two_hand(gt_out.joints, "mano")  # (n, 42, 3) right first, MANO order
+    j3d = gt_j + sigma_mm * 1e-3 * torch.randn(gt_j.shape, generator=g, dtype=dt)
+    # Weak-perspective camera framing both hands in [-1, 1].
+    lo, hi = gt_j[..., :2].min(1).values, gt_j[..., :2].max(1).values
+    s = 1.6 / (hi - lo).max(1).values
+    cam = torch.cat([s[:, None], -(lo + hi) / 2], 1)
+    j2d = project_weak_perspective(gt_j, cam) + (sigma_mm * 1e-3) * s[:, None, None] * torch.randn(n, 42, 2, generator=g, dtype=dt)
+    cam_pred = cam * (1 + 0.02 * torch.randn(n, 3, generator=g, dtype=dt))
+    return SyntheticSet(
+        gt={k: gt[k] for k in ("beta", "phi", "theta", "tau")},
+        pred=dict(beta=beta, phi=phi, theta=theta, tau=tau),
+        cam=cam_pred, j3d=j3d, j2d=j2d, gt_j3d=gt_j, valid=torch.ones(n, 42, dtype=torch.bool),
+        contact=gt["kind"], meta=dict(seed=seed, sigma_mm=sigma_mm, model=hands.model_name, contacts=list(CONTACTS)),
+    )
+
+
+def save_npz(path: str | Path, data: SyntheticSet) -> Path:
+    """Write the documented ``.npz`` format (see :data:`NPZ_KEYS`) atomically."""
+    from ihmr.viz.export import atomic_write
+
+    arrays = {k: v.numpy() for k, v in data.pred.items()}
+    arrays.update({f"gt_{k}": v.numpy() for k, v in data.gt.items()})
+    arrays.update(cam=data.cam.numpy(), j3d=data.j3d.numpy(), j2d=data.j2d.numpy(), gt_j3d=data.gt_j3d.numpy(),
+                  valid=data.valid.numpy(), contact=data.contact.numpy(), meta=np.array(json.dumps(data.meta)))
+    path = Path(path)
+    with atomic_write(path) as fh:
+        np.savez_compressed(fh, **arrays)
+    return path
+
+
+def load_npz(path: str | Path) -> SyntheticSet:
+    """Read a synthetic benchmark ``.npz`` (validated by :func:`ihmr.refine.io.read_refine_input`)."""
+    from ihmr.refine.io import read_refine_input
+
+    d = read_refine_input(path, require_gt=True)
+    n = d["beta"].shape[0]
+    t = lambda k: torch.as_tensor(d[k])  # noqa: E731
+    return SyntheticSet(
+        gt={k: t(f"gt_{k}") for k in ("beta", "phi", "theta", "tau")},
+        pred={k: t(k) for k in ("beta", "phi", "theta", "tau")},
+        cam=t("cam"), j3d=t("j3d"), j2d=t("j2d"), gt_j3d=t("gt_j3d"),
+        valid=t("valid") if "valid" in d else torch.ones(n, 42, dtype=torch.bool),
+        contact=t("contact") if "contact" in d else torch.zeros(n, dtype=torch.long),
+        meta=json.loads(str(d["meta"])) if "meta" in d else {},
+    )

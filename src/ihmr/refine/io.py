@@ -1,0 +1,56 @@
+"""The ``.npz`` files of ``ihmr refine``: reading with validation, writing results."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ihmr.errors import InputError
+
+__all__ = ["REQUIRED", "GT_KEYS", "read_refine_input"]
+
+#: Required arrays and their shapes (``None`` = the sample count N).
+REQUIRED = {
+    "beta": (None, 2, 10),
+    "phi": (None, 2, 3),
+    "theta": (None, 2, 45),
+    "tau": (None, 3),
+    "cam": (None, 3),
+    "j3d": (None, 42, 3),
+    "j2d": (None, 42, 2),
+}
+GT_KEYS = {"gt_beta": (None, 2, 10), "gt_phi": (None, 2, 3), "gt_theta": (None, 2, 45), "gt_tau": (None, 3), "gt_j3d": (None, 42, 3)}
+OPTIONAL = {"valid": (None, 42), "contact": (None,)}
+
+
+def read_refine_input(path: str | Path, require_gt: bool = False) -> dict[str, np.ndarray]:
+    """Load and validate a refinement input ``.npz``; raise :class:`InputError` naming the bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise InputError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from e
+    want = dict(REQUIRED)
+    if require_gt:
+        want.update(GT_KEYS)
+    missing = [k for k in want if k not in d]
+    if missing:
+        raise InputError(f"{path}: missing key(s) {', '.join(missing)} (need {', '.join(want)})")
+    n = d["beta"].shape[0] if d["beta"].ndim else -1
+    if n <= 0:
+        raise InputError(f"{path}: key 'beta' must hold at least one sample, got shape {d['beta'].shape}")
+    for k, shape in {**want, **{k: s for k, s in OPTIONAL.items() if k in d}, **{k: s for k, s in GT_KEYS.items() if k in d}}.items():
+        arr = d[k]
+        exp = tuple(n if s is None else s for s in shape)
+        if arr.shape != exp:
+            raise InputError(f"{path}: key '{k}' must have shape {exp}, got {arr.shape}")
+        if k not in OPTIONAL and (arr.dtype.kind not in "fiu" or not np.isfinite(arr).all()):
+            raise InputError(f"{path}: key '{k}' must be finite numbers (found NaN/inf or dtype {arr.dtype})")
+    if "valid" in d:
+        d["valid"] = d["valid"].astype(bool)
+    return d

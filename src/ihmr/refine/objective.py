@@ -1,0 +1,135 @@
+"""The OPT objective (Eq. 8) and the verification errors, per sample.
+
+Conventions: joints ``(B, 2, 21, 3)`` metres in the pair frame (right wrist at the origin), MANO
+order; joint-head targets are converted to that layout once, in :class:`Targets`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ihmr.collision.closest_point import closest_point_on_triangle
+from ihmr.collision.exact import PenetrationQuery
+from ihmr.joint_order import FINGER_CHAINS, to_two_hand
+
+__all__ = ["Targets", "TERMS", "joint_error", "finger_term", "cached_penetration", "objective_terms"]
+
+#: Objective terms of Eq. 8.
+TERMS = ("col", "2d", "3d", "tau", "reg", "finger")
+
+
+@dataclass
+class Targets:
+    """Joint-head targets of a batch.
+
+    Attributes:
+        j3d: ``(B, 2, 21, 3)`` 3D joints relative to the right wrist (m).
+        j2d: ``(B, 2, 21, 2)`` 2D joints, normalised image coordinates.
+        cam: ``(B, 3)`` weak-perspective camera ``(s, tx, ty)``.
+        tau: ``(B, 3)`` left wrist - right wrist of the joint head (m).
+    """
+
+    j3d: Tensor
+    j2d: Tensor
+    cam: Tensor
+    tau: Tensor
+
+    @staticmethod
+    def from_joint_head(j3d42: Tensor, j2d42: Tensor, cam: Tensor) -> "Targets":
+        """From ``(B, 42, 3)`` / ``(B, 42, 2)`` joints in MANO order, right hand first."""
+        j3 = to_two_hand(j3d42, "mano")
+        j3 = j3 - j3[:, :1, :1]
+        return Targets(j3d=j3, j2d=to_two_hand(j2d42, "mano"), cam=cam, tau=j3[:, 1, 0] - j3[:, 0, 0])
+
+    def index(self, idx: Tensor) -> "Targets":
+        return Targets(self.j3d[idx], self.j2d[idx], self.cam[idx], self.tau[idx])
+
+
+def joint_error(joints: Tensor, target: Tensor) -> Tensor:
+    """Verification 3D-joint error ``E_3D``: squared distances summed over all 42 joints, after
+    aligning both to the right wrist: ``(B,)`` m^2."""
+    j = joints - joints[:, :1, :1]
+    return ((j - target) ** 2).sum(dim=(1, 2, 3))
+
+
+def finger_term(joints: Tensor) -> Tensor:
+    """Finger regulariser (Eq. 9-10) per sample ``(B,)``.
+
+    For each finger's joints ``p_a..p_d`` from tip to palm: ``C1 = (V_ab x V_bc) . V_cd`` should be
+    0 (the finger bends in one plane) and ``C2 = (V_ab x V_bc) . (V_bc x V_cd)`` should be >= 0 (it
+    bends one way). The penalty is ``|C1| + max(-C2, 0)`` (Eq. 10 as printed writes ``min(C2, 0)``,
+    which would reward violations; the intent is to penalise them).
+    """
+    chains = torch.as_tensor(FINGER_CHAINS, device=joints.device)  # (5, 4)
+    p = joints[:, :, chains]  # (B, 2, 5, 4, 3)
+    vab, vbc, vcd = p[..., 1, :] - p[..., 0, :], p[..., 2, :] - p[..., 1, :], p[..., 3, :] - p[..., 2, :]
+    n1 = torch.cross(vab, vbc, dim=-1)
+    c1 = (n1 * vcd).sum(-1)
+    c2 = (n1 * torch.cross(vbc, vcd, dim=-1)).sum(-1)
+    return (c1.abs() + torch.relu(-c2)).sum(dim=(1, 2))
+
+
+def cached_penetration(vertices: Tensor, faces: Tensor, query: PenetrationQuery, gate: bool = True) -> Tensor:
+    """Collision loss ``(B,)`` from penetrating pairs found at the last search (no new search).
+
+    Each cached vertex keeps contributing its exact distance to its cached triangle while it stays
+    behind that triangle's plane; the pairs are refreshed at every snapshot.
+
+    Args:
+        vertices: ``(B, 2, V, 3)``.
+        faces: ``(2, F, 3)``.
+        query: penetrating pairs found by :func:`ihmr.collision.exact.find_penetrations`.
+        gate: drop pairs whose vertex has left the cached triangle's back side. Without gating, and
+            right after the search, this is exactly the collision loss of the exact mode.
+    """
+    out = vertices.new_zeros(vertices.shape[0])
+    if query.batch.numel() == 0:
+        return out + 0.0 * vertices.sum(dim=(1, 2, 3))
+    b, h = query.batch, query.hand
+    p = vertices[b, h, query.vertex]
+    tri = faces[1 - h, query.face]
+    a, bb, c = (vertices[b, 1 - h, tri[:, k]] for k in range(3))
+    q = closest_point_on_triangle(p, a, bb, c)
+    n = torch.cross(bb - a, c - a, dim=-1)
+    d = torch.sqrt(((p - q) ** 2).sum(-1).clamp_min(1e-24))
+    if gate:
+        d = d * (((q - p) * n).sum(-1) > 0)
+    return out.index_add(0, b, d)
+
+
+def objective_terms(
+    joints: Tensor,
+    beta: Tensor,
+    tau: Tensor,
+    targets: Targets,
+    collision: Optional[Tensor],
+    enabled: tuple[str, ...] = TERMS,
+) -> dict[str, Tensor]:
+    """Unweighted per-sample terms of Eq. 8 (each ``(B,)``).
+
+    ``2d``: mean L1 between the weak-perspective projection and the joint-head 2D joints; ``3d``:
+    mean squared error of the right-wrist-aligned 3D joints; ``tau``: mean squared error to the
+    joint head's wrist difference; ``reg``: mean squared difference of the two shapes; ``finger``:
+    :func:`finger_term`; ``col``: the collision loss (sum of depths, m), given.
+    """
+    out: dict[str, Tensor] = {}
+    if "col" in enabled and collision is not None:
+        out["col"] = collision
+    if "2d" in enabled:
+        cam = targets.cam
+        uv = cam[:, None, None, :1] * (joints[..., :2] + cam[:, None, None, 1:])
+        out["2d"] = (uv - targets.j2d).abs().mean(dim=(1, 2, 3))
+    if "3d" in enabled:
+        j = joints - joints[:, :1, :1]
+        out["3d"] = ((j - targets.j3d) ** 2).mean(dim=(1, 2, 3))
+    if "tau" in enabled:
+        out["tau"] = ((tau - targets.tau) ** 2).mean(1)
+    if "reg" in enabled:
+        out["reg"] = ((beta[:, 0] - beta[:, 1]) ** 2).mean(1)
+    if "finger" in enabled:
+        out["finger"] = finger_term(joints)
+    return out
