@@ -1,0 +1,169 @@
+"""Synthetic benchmark data, factorized refinement with verification, ablation switches, CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import ihmr
+from ihmr.data.synthetic import CONTACTS, load_npz, make_synthetic, save_npz
+from ihmr.errors import InputError
+from ihmr.metrics import closely_interacting_mask, penetration_stats
+from ihmr.refine import RefineConfig, finger_term, refine_opt
+from ihmr.refine.io import read_refine_input
+
+FAST = dict(iterations=15, snapshot_every=5)
+
+
+@pytest.fixture(scope="module")
+def hands():
+    return ihmr.TwoHands(dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def synth(hands):
+    return make_synthetic(12, seed=3, hands=hands, progress=False)
+
+
+def _refine(hands, data, **kw):
+    cfg = RefineConfig(**{**FAST, **kw})
+    return refine_opt(hands, data.pred, data.j3d, data.j2d, data.cam, cfg, progress=False)
+
+
+def test_synthetic_ground_truth_is_touching_and_close(hands, synth):
+    gt = hands(synth.gt["beta"], synth.gt["phi"], synth.gt["theta"], synth.gt["tau"])
+    st = penetration_stats(gt.vertices, hands.faces)
+    assert st.max_p.max() < 0.5
+    loose = np.isin(synth.contact.numpy(), [CONTACTS.index(c) for c in ("near_miss", "crossed", "fingertips")])
+    close = closely_interacting_mask(gt.joints.numpy())
+    assert np.all(close | loose)
+    pred = hands(synth.pred["beta"], synth.pred["phi"], synth.pred["theta"], synth.pred["tau"])
+    assert penetration_stats(pred.vertices, hands.faces).max_p.mean() > 1.0  # the simulated stage I collides
+    torch.testing.assert_close(synth.gt_j3d.reshape(-1, 2, 21, 3)[:, 0, 0], torch.zeros(12, 3, dtype=torch.float64))
+
+
+def test_synthetic_is_seeded_and_round_trips(hands, synth, tmp_path):
+    again = make_synthetic(12, seed=3, hands=hands, progress=False)
+    for k in synth.pred:
+        torch.testing.assert_close(again.pred[k], synth.pred[k], rtol=0, atol=0)
+    p = save_npz(tmp_path / "bench.npz", synth)
+    back = load_npz(p)
+    for k in synth.gt:
+        torch.testing.assert_close(back.gt[k], synth.gt[k], rtol=0, atol=0)
+    torch.testing.assert_close(back.j2d, synth.j2d, rtol=0, atol=0)
+    assert back.meta["seed"] == 3
+
+
+def test_verification_never_makes_a_sample_worse(hands, synth):
+    """Property: for perturbed inputs, no refined sample has higher collision or 3D-joint error."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(2):
+        pred = {k: v + 0.02 * torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in synth.pred.items()}
+        res = refine_opt(hands, pred, synth.j3d, synth.j2d, synth.cam, RefineConfig(**FAST), progress=False)
+        assert torch.all(res.e_col_after <= res.e_col_before + 1e-12)
+        assert torch.all(res.e3d_after <= res.e3d_before + 1e-12)
+        assert (res.e_col_after < res.e_col_before).any()
+
+
+def test_collided_pair_is_separated(hands, synth):
+    res = _refine(hands, synth, iterations=45, snapshot_every=15)
+    before, after = res.e_col_before.sum(), res.e_col_after.sum()
+    assert after < 0.2 * before
+
+
+def test_collision_free_input_is_unchanged(hands, synth):
+    free = dict(synth.pred, tau=synth.pred["tau"] + torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64))
+    res = refine_opt(hands, free, synth.j3d, synth.j2d, synth.cam, RefineConfig(**FAST), progress=False)
+    assert torch.all(res.e_col_before == 0)
+    for k, v in free.items():
+        torch.testing.assert_close(res.params[k], v.to(res.params[k].dtype), rtol=0, atol=0)
+    assert not any(a.any() for a in res.accepted.values())
+
+
+def test_factor_subset_changes_only_that_factor(hands, synth):
+    res = _refine(hands, synth, factors=("tau",))
+    for k in ("beta", "phi", "theta"):
+        torch.testing.assert_close(res.params[k], synth.pred[k], rtol=0, atol=0)
+    assert not torch.equal(res.params["tau"], synth.pred["tau"])
+    assert set(res.accepted) == {"tau"}
+
+
+def test_ablation_switches(hands, synth):
+    joint = _refine(hands, synth, factorize=False)
+    assert set(joint.accepted) == {"all"}
+    nov = _refine(hands, synth, verify=False)
+    colliding = nov.e_col_before > 0
+    assert bool(nov.accepted["tau"][colliding].all())  # the first stage's result is always taken
+    ver = _refine(hands, synth)
+    assert not bool(ver.accepted["beta"][colliding].all()) or not bool(ver.accepted["theta"][colliding].all())
+    mean = _refine(hands, synth, init="mean", factors=("tau",))
+    assert torch.count_nonzero(mean.params["theta"]) == 0 and torch.count_nonzero(mean.params["beta"]) == 0
+    grid = _refine(hands, synth, collision="grid", factors=("tau",), iterations=5, snapshot_every=5)
+    assert torch.all(grid.e_col_after <= grid.e_col_before + 1e-12)
+    only_col = _refine(hands, synth, terms=("col",), factors=("tau",))
+    assert torch.all(only_col.e3d_after <= only_col.e3d_before + 1e-12)
+    with pytest.raises(InputError, match="factors"):
+        RefineConfig(factors=("tau", "fingers")).check()
+    with pytest.raises(InputError, match="terms"):
+        RefineConfig(terms=("col", "vertices")).check()
+
+
+def test_finger_term_known_answers():
+    # One finger bending in a plane one way: zero; out of plane: |C1| > 0; bent backwards: C2 < 0.
+    j = torch.zeros(1, 2, 21, 3, dtype=torch.float64)
+    from ihmr.joint_order import FINGER_CHAINS
+
+    pts = torch.tensor([[0.0, 0.0, 0.0], [0.02, 0.0, 0.0], [0.04, 0.005, 0.0], [0.055, 0.015, 0.0]], dtype=torch.float64)
+    for h in range(2):
+        for f, chain in enumerate(FINGER_CHAINS):
+            j[0, h, chain] = pts + torch.tensor([0.0, 0.0, 0.02 * f], dtype=torch.float64)
+    assert finger_term(j).item() == pytest.approx(0.0, abs=1e-15)
+    twisted = j.clone()
+    twisted[0, 0, FINGER_CHAINS[1][3], 2] += 0.01
+    assert finger_term(twisted).item() > 0
+    back = j.clone()
+    back[0, 0, FINGER_CHAINS[2][2], 1] = -0.005  # the middle joint kinks the other way
+    assert finger_term(back).item() > 0
+
+
+def test_malformed_npz_is_refused(tmp_path, synth):
+    good = {k: v.numpy() for k, v in synth.pred.items()}
+    good.update(cam=synth.cam.numpy(), j3d=synth.j3d.numpy(), j2d=synth.j2d.numpy())
+    np.savez(tmp_path / "ok.npz", **good)
+    assert read_refine_input(tmp_path / "ok.npz")["beta"].shape == (12, 2, 10)
+    missing = dict(good)
+    del missing["j2d"]
+    np.savez(tmp_path / "missing.npz", **missing)
+    with pytest.raises(InputError, match="missing key.*j2d"):
+        read_refine_input(tmp_path / "missing.npz")
+    shape = dict(good, theta=good["theta"][:, :, :30])
+    np.savez(tmp_path / "shape.npz", **shape)
+    with pytest.raises(InputError, match="'theta' must have shape"):
+        read_refine_input(tmp_path / "shape.npz")
+    nan = dict(good, tau=good["tau"].copy())
+    nan["tau"][2, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", **nan)
+    with pytest.raises(InputError, match="'tau' must be finite"):
+        read_refine_input(tmp_path / "nan.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a readable"):
+        read_refine_input(tmp_path / "junk.npz")
+
+
+def test_cli_refine_end_to_end(tmp_path, synth):
+    p = save_npz(tmp_path / "in.npz", synth)
+    out = tmp_path / "out.npz"
+    r = subprocess.run([sys.executable, "-m", "ihmr", "refine", str(p), "-o", str(out), "--iterations", "15", "--factors", "tau,phi"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["config"]["factors"] == ["tau", "phi"]
+    assert summary["after"]["ave_p_mm"] < summary["before"]["ave_p_mm"]
+    with np.load(out) as z:
+        assert z["refined_tau"].shape == (12, 3) and "ave_p_mm_after" in z.files and "mpjpe_mm_before" in z.files
+    bad = subprocess.run([sys.executable, "-m", "ihmr", "refine", str(tmp_path / "nope.npz"), "-o", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "input file not found" in bad.stderr
