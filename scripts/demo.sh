@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"
-exec .venv/bin/ihmr example --out out "$@"
+exec .venv/bin/ihmr demo --out out "$@"

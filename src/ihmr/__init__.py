@@ -12,6 +12,13 @@ from ihmr.handmodel import HandLayer, HandModelData, TwoHands, TwoHandsOutput, l
 
 __version__ = "0.1.0"
 
+
+def reconstruct(image, focal=None, boxes=()):
+    """Two hands from one image: see :func:`ihmr.pipeline.reconstruct` (loads MediaPipe on first use)."""
+    from ihmr.pipeline import reconstruct as _reconstruct
+
+    return _reconstruct(image, focal=focal, boxes=boxes)
+
 __all__ = [
     "IhmrError",
     "InputError",
@@ -22,5 +29,6 @@ __all__ = [
     "TwoHands",
     "TwoHandsOutput",
     "load_hand_model",
+    "reconstruct",
     "__version__",
 ]

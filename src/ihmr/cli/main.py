@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--seed", type=int, default=0)
     bm.set_defaults(func=_cmd_build_model)
 
+    from ihmr.cli.demo import add_demo_parser
     from ihmr.cli.refine import add_bench_parser, add_refine_parser
 
+    add_demo_parser(sub)
     add_refine_parser(sub)
     add_bench_parser(sub)
 

@@ -44,6 +44,20 @@ def _pyrender():
     return pyrender
 
 
+_RENDERERS: dict = {}
+
+
+def _renderer(W: int, H: int):
+    """An offscreen renderer of this size, created once and reused (creating a GL context is slow)."""
+    pyrender = _pyrender()
+    r = _RENDERERS.get((W, H))
+    if r is None:
+        if len(_RENDERERS) >= 4:  # bound the number of live contexts
+            _RENDERERS.pop(next(iter(_RENDERERS))).delete()
+        r = _RENDERERS[(W, H)] = pyrender.OffscreenRenderer(W, H)
+    return r
+
+
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, -1.0, 0.0])) -> np.ndarray:
     """World-to-camera ``(4, 4)`` (OpenCV convention) for a camera at ``eye`` looking at ``target``.
 
@@ -118,11 +132,7 @@ def render_meshes(
     fill = cam_pose.copy()
     fill[:3, :3] = cam_pose[:3, :3] @ _rot_x(-0.6) @ _rot_y(-0.5)
     scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity * 0.4), pose=fill)
-    r = pyrender.OffscreenRenderer(W, H)
-    try:
-        color, depth = r.render(scene, flags=pyrender.RenderFlags.RGBA)
-    finally:
-        r.delete()
+    color, depth = _renderer(W, H).render(scene, flags=pyrender.RenderFlags.RGBA)
     mask = depth > 0
     rgb = color[..., :3].copy()
     if background is not None:

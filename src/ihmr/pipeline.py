@@ -1,0 +1,247 @@
+"""Image in, two collision-free hand meshes out: ``ihmr.reconstruct(image) -> Result``.
+
+Stages: image loading (orientation, colour modes, size checks) -> MediaPipe detection and
+landmarks (:mod:`ihmr.detect.hands`) -> per-hand analytic IK on the metric world landmarks and a
+perspective root translation from the 2D landmarks -> pairing of left and right hands -> factorized
+refinement with verification (OPT) of each pair against the landmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ihmr.errors import IhmrError, InputError
+
+__all__ = ["NoHandsError", "HandResult", "PairResult", "Result", "load_image", "Reconstructor", "reconstruct"]
+
+MIN_SIDE, MAX_SIDE = 32, 8192
+#: Verification slack of the demo (m^2 over 42 joints): joints may move ~5 mm RMS from the landmarks.
+E3D_SLACK = 42 * 0.005**2
+
+
+class NoHandsError(IhmrError):
+    """No hand was found in the image."""
+
+
+def load_image(path_or_array: Union[str, Path, np.ndarray]) -> np.ndarray:
+    """RGB ``(H, W, 3)`` uint8 from a file (EXIF orientation applied; grey, RGBA, 16-bit and palette
+    images converted) or an array; raises :class:`InputError` with a one-line reason."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if isinstance(path_or_array, np.ndarray):
+        a = path_or_array
+        if a.ndim == 2:
+            a = np.repeat(a[..., None], 3, axis=2)
+        if a.ndim != 3 or a.shape[2] not in (3, 4):
+            raise InputError(f"image array must be (H, W, 3) or (H, W, 4), got {a.shape}")
+        if a.dtype != np.uint8:
+            a = np.clip(a / (257.0 if a.max() > 255 else 1.0), 0, 255).astype(np.uint8)
+        img = a[..., :3]
+    else:
+        p = Path(path_or_array)
+        if not p.is_file():
+            raise InputError(f"{p}: no such file")
+        try:
+            Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE * 4
+            with Image.open(p) as im:
+                w, h = im.size
+                if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+                    raise InputError(f"{p}: image of {w}x{h} pixels is outside the supported {MIN_SIDE}..{MAX_SIDE} pixels per side")
+                im = ImageOps.exif_transpose(im)
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    arr = np.asarray(im, dtype=np.float64)
+                    img8 = np.clip(arr / (257.0 if arr.max() > 255 else 1.0), 0, 255).astype(np.uint8)
+                    img = np.repeat(img8[..., None], 3, axis=2)
+                else:
+                    img = np.asarray(im.convert("RGB"))
+        except InputError:
+            raise
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise InputError(f"{p}: not a readable image ({type(e).__name__}: {e})") from e
+        except Image.DecompressionBombError as e:  # pragma: no cover
+            raise InputError(f"{p}: image too large ({e})") from e
+    h, w = img.shape[:2]
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+        raise InputError(f"image of {w}x{h} pixels is outside the supported {MIN_SIDE}..{MAX_SIDE} pixels per side")
+    return np.ascontiguousarray(img)
+
+
+@dataclass
+class HandResult:
+    """One reconstructed hand (camera coordinates, metres; pixels for 2D)."""
+
+    side: str
+    score: float
+    params: dict[str, np.ndarray]  # beta (10,), global_orient (3,), hand_pose (45,), wrist (3,)
+    joints_3d: np.ndarray  # (21, 3) MANO order
+    joints_2d: np.ndarray  # (21, 2) MANO order, pixels (the detected landmarks)
+    vertices: np.ndarray  # (V, 3)
+    source: str
+    landmarks_3d: np.ndarray  # (21, 3) MANO order, the detector's metric landmarks placed in the camera frame
+
+
+@dataclass
+class PairResult:
+    right: int
+    left: int
+    ave_p_mm_before: float
+    max_p_mm_before: float
+    ave_p_mm_after: float
+    max_p_mm_after: float
+    accepted: dict[str, bool]
+    vertices_before: np.ndarray  # (2, V, 3) camera coordinates
+
+
+@dataclass
+class Result:
+    image_size: tuple[int, int]
+    K: np.ndarray  # (3, 3)
+    hands: list[HandResult]
+    pairs: list[PairResult]
+    faces: np.ndarray  # (2, F, 3) right, left
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _root_translation(world: np.ndarray, uv: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Translation ``T (3,)`` so that ``project(K, world + T) ~ uv`` (linear least squares)."""
+    f, cx, cy = K[0, 0], K[0, 2], K[1, 2]
+    du, dv = uv[:, 0] - cx, uv[:, 1] - cy
+    A = np.concatenate([
+        np.stack([np.full_like(du, f), np.zeros_like(du), -du], 1),
+        np.stack([np.zeros_like(dv), np.full_like(dv, f), -dv], 1),
+    ])
+    b = np.concatenate([du * world[:, 2] - f * world[:, 0], dv * world[:, 2] - f * world[:, 1]])
+    T, *_ = np.linalg.lstsq(A, b, rcond=None)
+    return T
+
+
+class Reconstructor:
+    """Holds the models (hand model, detector) for reconstructing many images."""
+
+    def __init__(self, model: str = "open", refine: bool = True, iterations: int = 30) -> None:
+        import ihmr
+        from ihmr.detect.hands import HandDetector
+
+        self.hands = ihmr.TwoHands(model, dtype=torch.float64)
+        self.detector = HandDetector()
+        self.refine = refine
+        self.iterations = iterations
+
+    def __call__(self, image, focal: Optional[float] = None, boxes: Sequence[Sequence[float]] = ()) -> Result:
+        from ihmr.collision.exact import penetration_depths
+        from ihmr.joint_order import convert
+        from ihmr.refine import RefineConfig, refine_opt
+        from ihmr.stage1 import hand_ik
+
+        t = {}
+        t0 = time.perf_counter()
+        img = load_image(image)
+        H, W = img.shape[:2]
+        f = float(focal) if focal else 1.2 * max(W, H)
+        K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
+        t["load"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        det = self.detector(img, boxes)
+        t["detect"] = time.perf_counter() - t0
+        if not det.hands:
+            raise NoHandsError("no hands found (tried: " + "; ".join(det.tried) + ")")
+        notes = list(det.tried)
+        # Initial fit per hand.
+        t0 = time.perf_counter()
+        hands: list[HandResult] = []
+        for d in det.hands:
+            layer = self.hands.right if d.side == "right" else self.hands.left
+            world = convert(d.world, "mediapipe", "mano")
+            uv = convert(d.landmarks_2d, "mediapipe", "mano")
+            T = _root_translation(world, uv, K)
+            ik = hand_ik(layer, torch.as_tensor(world[None], dtype=torch.float64))
+            out = layer(ik.beta, ik.global_orient, ik.hand_pose)
+            shift = torch.as_tensor(world[0] + T) - out.joints[0, 0]
+            hands.append(HandResult(
+                side=d.side, score=d.score,
+                params=dict(beta=ik.beta[0].numpy(), global_orient=ik.global_orient[0].numpy(),
+                            hand_pose=ik.hand_pose[0].numpy(), wrist=(world[0] + T)),
+                joints_3d=(out.joints[0] + shift).numpy(), joints_2d=uv,
+                vertices=(out.vertices[0] + shift).numpy(), source=d.source, landmarks_3d=world + T,
+            ))
+        t["initial_fit"] = time.perf_counter() - t0
+        # Pairs: each right hand with the nearest unused left hand, if close relative to hand size.
+        t0 = time.perf_counter()
+        pairs: list[PairResult] = []
+        used: set[int] = set()
+        for i, hr in enumerate(hands):
+            if hr.side != "right":
+                continue
+            best, dist = None, np.inf
+            for j, hl in enumerate(hands):
+                if hl.side == "left" and j not in used:
+                    size = max(np.ptp(hr.joints_2d, 0).max(), np.ptp(hl.joints_2d, 0).max())
+                    dd = np.linalg.norm(hr.joints_2d.mean(0) - hl.joints_2d.mean(0)) / max(size, 1.0)
+                    if dd < 1.5 and dd < dist:
+                        best, dist = j, dd
+            if best is None:
+                continue
+            used.add(best)
+            pairs.append(self._refine_pair(i, best, hands, K, penetration_depths, refine_opt, RefineConfig))
+        lone = [h.side for k, h in enumerate(hands) if k not in used and not any(p.right == k for p in pairs)]
+        if lone:
+            notes.append(f"reconstructed {len(lone)} hand(s) without a partner: {', '.join(lone)}")
+        t["refine"] = time.perf_counter() - t0
+        return Result(image_size=(W, H), K=K, hands=hands, pairs=pairs, faces=self.hands.faces.numpy(), timings_s=t, notes=notes)
+
+    def _refine_pair(self, i, j, hands, K, penetration_depths, refine_opt, RefineConfig) -> PairResult:
+        from ihmr.joint_order import from_two_hand
+
+        hr, hl = hands[i], hands[j]
+        wr, wl = hr.params["wrist"], hl.params["wrist"]
+        dt = torch.float64
+        params = {
+            "beta": torch.as_tensor(np.stack([hr.params["beta"], hl.params["beta"]])[None], dtype=dt),
+            "phi": torch.as_tensor(np.stack([hr.params["global_orient"], hl.params["global_orient"]])[None], dtype=dt),
+            "theta": torch.as_tensor(np.stack([hr.params["hand_pose"], hl.params["hand_pose"]])[None], dtype=dt),
+            "tau": torch.as_tensor((wl - wr)[None], dtype=dt),
+        }
+        before = self.hands(**params).vertices
+        d0 = penetration_depths(before, self.hands.faces)[0].flatten().numpy() * 1000
+        # Joint-head targets: the detected landmarks. 3D: metric landmarks in the camera frame (right
+        # wrist at the origin); 2D: a weak-perspective view at the right wrist's depth.
+        j3d = torch.as_tensor(np.stack([hr.landmarks_3d, hl.landmarks_3d]) - wr, dtype=dt)[None]
+        s0 = 5.0
+        f, cx, cy = K[0, 0], K[0, 2], K[1, 2]
+        uv = np.stack([hr.joints_2d, hl.joints_2d])
+        j2d = (uv - [cx, cy]) * (wr[2] / f) * s0
+        cam = torch.tensor([[s0, wr[0], wr[1]]], dtype=dt)
+        accepted = {}
+        if self.refine and d0.max() > 0:
+            res = refine_opt(self.hands, params, from_two_hand(j3d, "mano"), from_two_hand(torch.as_tensor(j2d[None], dtype=dt), "mano"),
+                             cam, RefineConfig(iterations=self.iterations, snapshot_every=10, e3d_slack=E3D_SLACK), progress=False)
+            params = res.params
+            accepted = {k: bool(v[0]) for k, v in res.accepted.items()}
+        out = self.hands(**params)
+        d1 = penetration_depths(out.vertices, self.hands.faces)[0].flatten().numpy() * 1000
+        for h, hand in ((0, hr), (1, hl)):
+            hand.vertices = out.vertices[0, h].numpy() + wr
+            hand.joints_3d = out.joints[0, h].numpy() + wr
+            hand.params = dict(beta=params["beta"][0, h].numpy(), global_orient=params["phi"][0, h].numpy(),
+                               hand_pose=params["theta"][0, h].numpy(), wrist=hand.joints_3d[0])
+        return PairResult(right=i, left=j, ave_p_mm_before=float(d0.mean()), max_p_mm_before=float(d0.max()),
+                          ave_p_mm_after=float(d1.mean()), max_p_mm_after=float(d1.max()), accepted=accepted,
+                          vertices_before=before[0].numpy() + wr)
+
+
+_DEFAULT: Optional[Reconstructor] = None
+
+
+def reconstruct(image, focal: Optional[float] = None, boxes: Sequence[Sequence[float]] = ()) -> Result:
+    """Reconstruct the hands in one image (a path or an RGB array); models load on first use."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Reconstructor()
+    return _DEFAULT(image, focal=focal, boxes=boxes)

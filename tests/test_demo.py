@@ -1,0 +1,102 @@
+"""The image front end: robust image loading, the demo pipeline and the batch command."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ihmr.errors import InputError
+from ihmr.pipeline import load_image
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "ihmr" / "examples"
+
+
+def test_load_image_modes_and_orientation(tmp_path):
+    rgb = (np.random.default_rng(0).random((40, 60, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).convert("L").save(tmp_path / "grey.png")
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(tmp_path / "deep.png")
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    im.save(tmp_path / "rotated.jpg", exif=exif)
+    assert load_image(tmp_path / "grey.png").shape == (40, 60, 3)
+    assert load_image(tmp_path / "rgba.png").shape == (40, 60, 3)
+    deep = load_image(tmp_path / "deep.png")
+    assert deep.shape == (40, 60, 3) and deep.dtype == np.uint8 and abs(int(deep[0, 0, 0]) - int(rgb[0, 0, 0])) <= 1
+    assert load_image(tmp_path / "rotated.jpg").shape == (60, 40, 3)  # EXIF orientation honoured
+
+
+def test_load_image_bad_input(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_image(tmp_path / "missing.jpg")
+    (tmp_path / "text.jpg").write_text("not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        load_image(tmp_path / "text.jpg")
+    data = (EXAMPLES / "image44669.jpg").read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError, match="not a readable image"):
+        load_image(tmp_path / "trunc.jpg")
+    Image.new("RGB", (1, 1)).save(tmp_path / "tiny.png")
+    with pytest.raises(InputError, match="1x1 pixels"):
+        load_image(tmp_path / "tiny.png")
+    Image.new("1", (20000, 20000)).save(tmp_path / "huge.png")
+    with pytest.raises(InputError, match="20000x20000"):
+        load_image(tmp_path / "huge.png")
+
+
+@pytest.fixture(scope="module")
+def reconstructor():
+    from ihmr.pipeline import Reconstructor
+
+    return Reconstructor()
+
+
+def test_no_hands(reconstructor):
+    from ihmr.pipeline import NoHandsError
+
+    with pytest.raises(NoHandsError, match="no hands found"):
+        reconstructor(np.full((120, 160, 3), 40, np.uint8))
+
+
+def test_pipeline_on_bundled_example(reconstructor):
+    side = json.loads((EXAMPLES / "image44669.json").read_text())
+    res = reconstructor(EXAMPLES / "image44669.jpg", focal=side["focal"], boxes=side["boxes"])
+    assert {h.side for h in res.hands} == {"right", "left"} and len(res.pairs) == 1
+    p = res.pairs[0]
+    assert p.max_p_mm_after <= p.max_p_mm_before and p.ave_p_mm_after <= p.ave_p_mm_before
+    for h in res.hands:
+        assert h.joints_3d.shape == (21, 3) and h.joints_2d.shape == (21, 2)
+        assert 0.3 < h.joints_3d[0, 2] < 3.0  # metres in front of the camera
+        # The fitted joints project close to the detected landmarks.
+        uvw = (res.K @ h.joints_3d.T).T
+        err = np.linalg.norm(uvw[:, :2] / uvw[:, 2:] - h.joints_2d, axis=1).mean()
+        assert err < 15.0
+
+
+def test_demo_cli_batch_resume_and_failures(tmp_path):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for f in ("image44669.jpg", "image44669.json"):
+        (src / f).write_bytes((EXAMPLES / f).read_bytes())
+    (src / "broken.jpg").write_text("junk")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ihmr", "demo", str(src), "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1  # one image failed
+    assert "broken.jpg: " in r.stderr and "Traceback" not in r.stderr
+    doc = json.loads((out / "image44669" / "result.json").read_text())
+    assert doc["complete"] and len(doc["hands"]) == 2 and len(doc["pairs"]) == 1
+    h = doc["hands"][0]
+    assert {"side", "score", "joints_3d", "joints_2d", "params"} <= set(h) and np.array(h["joints_3d"]).shape == (21, 3)
+    assert {"ave_p_mm_before", "max_p_mm_before", "ave_p_mm_after", "max_p_mm_after", "right", "left"} <= set(doc["pairs"][0])
+    for f in ("overlay.png", "views.png", "hands.glb", "right.obj", "left.obj"):
+        assert (out / "image44669" / f).is_file()
+    assert not list(out.rglob("*.tmp"))
+    (src / "broken.jpg").unlink()
+    r2 = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert r2.returncode == 0 and "skipped (complete)" in r2.stdout
