@@ -100,3 +100,44 @@ def test_demo_cli_batch_resume_and_failures(tmp_path):
     (src / "broken.jpg").unlink()
     r2 = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and "skipped (complete)" in r2.stdout
+
+
+def test_one_hand_and_three_hands(reconstructor, monkeypatch):
+    """Lone hands are reconstructed alone and said so; a third hand far away stays unpaired."""
+    from ihmr.detect.hands import Detections
+
+    side = json.loads((EXAMPLES / "image44669.json").read_text())
+    img = load_image(EXAMPLES / "image44669.jpg")
+    found = reconstructor.detector(img, side["boxes"]).hands
+    left = next(h for h in found if h.side == "left")
+    monkeypatch.setattr(reconstructor, "detector", lambda image, boxes=(): Detections([left], ["stub"]))
+    res = reconstructor(img, focal=side["focal"])
+    assert len(res.hands) == 1 and res.pairs == [] and any("without a partner: left" in n for n in res.notes)
+    import copy
+
+    far = copy.deepcopy(next(h for h in found if h.side == "right"))
+    far.landmarks_2d = far.landmarks_2d + [0.0, 250.0]  # another right hand, far below
+    near = next(h for h in found if h.side == "right")
+    monkeypatch.setattr(reconstructor, "detector", lambda image, boxes=(): Detections([near, left, far], ["stub"]))
+    res = reconstructor(img, focal=side["focal"])
+    assert len(res.hands) == 3 and len(res.pairs) == 1
+    assert {res.pairs[0].right, res.pairs[0].left} == {0, 1}
+
+
+def test_perspective_2d_term_is_zero_at_the_projection():
+    import torch
+
+    from ihmr.refine.objective import Targets, objective_terms
+
+    g = torch.Generator().manual_seed(0)
+    joints = 0.05 * torch.randn(2, 2, 21, 3, generator=g, dtype=torch.float64)
+    joints = joints - joints[:, :1, :1]
+    T = torch.tensor([[0.02, -0.01, 0.6], [0.0, 0.05, 0.9]], dtype=torch.float64)
+    persp = torch.cat([torch.tensor([[800.0, 320, 240], [1000.0, 300, 200]], dtype=torch.float64), T], 1)
+    X = joints + T[:, None, None]
+    uv = persp[:, None, None, :1] * X[..., :2] / X[..., 2:] + persp[:, None, None, 1:3]
+    tg = Targets(j3d=joints, j2d=uv, cam=torch.ones(2, 3, dtype=torch.float64), tau=torch.zeros(2, 3, dtype=torch.float64), persp=persp)
+    terms = objective_terms(joints, torch.zeros(2, 2, 10, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64), tg, None, ("2d",))
+    assert terms["2d"].abs().max() < 1e-12
+    moved = objective_terms(joints + 0.01, torch.zeros(2, 2, 10, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64), tg, None, ("2d",))
+    assert moved["2d"].min() > 0.01  # about 5 x 1 cm

@@ -211,17 +211,17 @@ class Reconstructor:
         before = self.hands(**params).vertices
         d0 = penetration_depths(before, self.hands.faces)[0].flatten().numpy() * 1000
         # Joint-head targets: the detected landmarks. 3D: metric landmarks in the camera frame (right
-        # wrist at the origin); 2D: a weak-perspective view at the right wrist's depth.
+        # wrist at the origin); 2D: pixels, through the perspective camera.
         j3d = torch.as_tensor(np.stack([hr.landmarks_3d, hl.landmarks_3d]) - wr, dtype=dt)[None]
-        s0 = 5.0
         f, cx, cy = K[0, 0], K[0, 2], K[1, 2]
-        uv = np.stack([hr.joints_2d, hl.joints_2d])
-        j2d = (uv - [cx, cy]) * (wr[2] / f) * s0
-        cam = torch.tensor([[s0, wr[0], wr[1]]], dtype=dt)
+        j2d = torch.as_tensor(np.stack([hr.joints_2d, hl.joints_2d])[None], dtype=dt)  # pixels
+        persp = torch.tensor([[f, cx, cy, *wr]], dtype=dt)
+        cam = torch.tensor([[1.0, 0.0, 0.0]], dtype=dt)  # unused with a perspective camera
         accepted = {}
         if self.refine and d0.max() > 0:
-            res = refine_opt(self.hands, params, from_two_hand(j3d, "mano"), from_two_hand(torch.as_tensor(j2d[None], dtype=dt), "mano"),
-                             cam, RefineConfig(iterations=self.iterations, snapshot_every=10, e3d_slack=E3D_SLACK), progress=False)
+            res = refine_opt(self.hands, params, from_two_hand(j3d, "mano"), from_two_hand(j2d, "mano"), cam,
+                             RefineConfig(iterations=self.iterations, snapshot_every=10, e3d_slack=E3D_SLACK),
+                             progress=False, persp=persp)
             params = res.params
             accepted = {k: bool(v[0]) for k, v in res.accepted.items()}
         out = self.hands(**params)

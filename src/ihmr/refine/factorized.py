@@ -69,6 +69,8 @@ class RefineConfig:
             a separate joint head; the image demo fits its parameters to the very landmarks it
             verifies against, so it allows joints to move a few millimetres.
         skip_collision_free: leave samples without collision untouched.
+        early_stop: end a stage at a snapshot once every sample of the batch has an accepted
+            candidate without any collision left.
     """
 
     factors: tuple[str, ...] = FACTORS
@@ -86,6 +88,7 @@ class RefineConfig:
     e3d_slack: float = 0.0
     col_ratio: float = 0.901
     skip_collision_free: bool = True
+    early_stop: bool = True
 
     def check(self) -> "RefineConfig":
         bad = [f for f in self.factors if f not in FACTORS]
@@ -193,6 +196,8 @@ def _stage(
                 best_e3d = torch.where(ok, e3d, best_e3d)
                 best_col = torch.where(ok, e_col, best_col)
                 accepted |= ok
+                if cfg.early_stop and cfg.verify and bool((accepted & (best_col == 0)).all()):
+                    break
         if it == cfg.iterations:
             break
         if cfg.collision == "exact":
@@ -216,6 +221,7 @@ def refine_opt(
     config: Optional[RefineConfig] = None,
     batch_size: int = 64,
     progress: bool = True,
+    persp: Optional[Tensor] = None,
 ) -> RefineResult:
     """Refine a set of two-hand predictions (Algorithm 1 with the OPT refiner).
 
@@ -226,6 +232,8 @@ def refine_opt(
         j2d: ``(N, 42, 2)`` joint-head 2D joints (normalised image coordinates).
         cam: ``(N, 3)`` weak-perspective cameras.
         batch_size: samples optimised together.
+        persp: optional ``(N, 6)`` perspective cameras ``(f, cx, cy, Tx, Ty, Tz)`` with ``j2d`` in
+            pixels (see :class:`Targets`); the weak-perspective ``cam`` is then unused.
     """
     cfg = (config or RefineConfig()).check()
     t0 = time.perf_counter()
@@ -234,7 +242,7 @@ def refine_opt(
     if cfg.init == "mean":
         p_all["beta"] = torch.zeros_like(p_all["beta"])
         p_all["theta"] = torch.zeros_like(p_all["theta"])
-    tg_all = Targets.from_joint_head(j3d.to(dt), j2d.to(dt), cam.to(dt))
+    tg_all = Targets.from_joint_head(j3d.to(dt), j2d.to(dt), cam.to(dt), None if persp is None else persp.to(dt))
     N = p_all["beta"].shape[0]
     e_col_b, e3d_b, e_col_a, e3d_a = [], [], [], []
     acc = {f: torch.zeros(N, dtype=torch.bool) for f in (cfg.factors if cfg.factorize else ("all",))}

@@ -20,6 +20,9 @@ __all__ = ["Targets", "TERMS", "joint_error", "finger_term", "cached_penetration
 
 #: Objective terms of Eq. 8.
 TERMS = ("col", "2d", "3d", "tau", "reg", "finger")
+#: Perspective 2D errors (pixels) are expressed as metres at the right wrist's depth times this, the
+#: scale of the weak-perspective normalised coordinates (a pair spans about [-1, 1]).
+PERSPECTIVE_UNIT = 5.0
 
 
 @dataclass
@@ -31,22 +34,26 @@ class Targets:
         j2d: ``(B, 2, 21, 2)`` 2D joints, normalised image coordinates.
         cam: ``(B, 3)`` weak-perspective camera ``(s, tx, ty)``.
         tau: ``(B, 3)`` left wrist - right wrist of the joint head (m).
+        persp: optional ``(B, 6)`` perspective camera ``(f, cx, cy, Tx, Ty, Tz)`` (pixels; ``T`` = the
+            right wrist in camera coordinates, metres). When given, ``j2d`` is in pixels and the 2D
+            term projects with it instead of the weak-perspective ``cam``.
     """
 
     j3d: Tensor
     j2d: Tensor
     cam: Tensor
     tau: Tensor
+    persp: Optional[Tensor] = None
 
     @staticmethod
-    def from_joint_head(j3d42: Tensor, j2d42: Tensor, cam: Tensor) -> "Targets":
+    def from_joint_head(j3d42: Tensor, j2d42: Tensor, cam: Tensor, persp: Optional[Tensor] = None) -> "Targets":
         """From ``(B, 42, 3)`` / ``(B, 42, 2)`` joints in MANO order, right hand first."""
         j3 = to_two_hand(j3d42, "mano")
         j3 = j3 - j3[:, :1, :1]
-        return Targets(j3d=j3, j2d=to_two_hand(j2d42, "mano"), cam=cam, tau=j3[:, 1, 0] - j3[:, 0, 0])
+        return Targets(j3d=j3, j2d=to_two_hand(j2d42, "mano"), cam=cam, tau=j3[:, 1, 0] - j3[:, 0, 0], persp=persp)
 
     def index(self, idx: Tensor) -> "Targets":
-        return Targets(self.j3d[idx], self.j2d[idx], self.cam[idx], self.tau[idx])
+        return Targets(self.j3d[idx], self.j2d[idx], self.cam[idx], self.tau[idx], None if self.persp is None else self.persp[idx])
 
 
 def joint_error(joints: Tensor, target: Tensor) -> Tensor:
@@ -111,7 +118,8 @@ def objective_terms(
 ) -> dict[str, Tensor]:
     """Unweighted per-sample terms of Eq. 8 (each ``(B,)``).
 
-    ``2d``: mean L1 between the weak-perspective projection and the joint-head 2D joints; ``3d``:
+    ``2d``: mean L1 between the projection (weak-perspective ``cam`` or, when given, the perspective
+    camera ``persp``) and the joint-head 2D joints; ``3d``:
     mean squared error of the right-wrist-aligned 3D joints; ``tau``: mean squared error to the
     joint head's wrist difference; ``reg``: mean squared difference of the two shapes; ``finger``:
     :func:`finger_term`; ``col``: the collision loss (sum of depths, m), given.
@@ -120,9 +128,16 @@ def objective_terms(
     if "col" in enabled and collision is not None:
         out["col"] = collision
     if "2d" in enabled:
-        cam = targets.cam
-        uv = cam[:, None, None, :1] * (joints[..., :2] + cam[:, None, None, 1:])
-        out["2d"] = (uv - targets.j2d).abs().mean(dim=(1, 2, 3))
+        if targets.persp is not None:  # perspective: pixels, rescaled to the weak-perspective units
+            P = targets.persp[:, None, None]
+            X = joints + P[..., 3:6]
+            uv = P[..., :1] * X[..., :2] / X[..., 2:3].clamp_min(1e-3) + P[..., 1:3]
+            scale = PERSPECTIVE_UNIT * P[..., 5:6] / P[..., :1]
+            out["2d"] = ((uv - targets.j2d).abs() * scale).mean(dim=(1, 2, 3))
+        else:
+            cam = targets.cam
+            uv = cam[:, None, None, :1] * (joints[..., :2] + cam[:, None, None, 1:])
+            out["2d"] = (uv - targets.j2d).abs().mean(dim=(1, 2, 3))
     if "3d" in enabled:
         j = joints - joints[:, :1, :1]
         out["3d"] = ((j - targets.j3d) ** 2).mean(dim=(1, 2, 3))
