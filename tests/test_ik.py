@@ -7,7 +7,8 @@ import ihmr
 from ihmr.errors import InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix
 from ihmr.handmodel.limits import JointLimits
-from ihmr.stage1 import hand_ik, kabsch_rotation, swing_rotation
+from ihmr.geometry.rotations import swing_rotation
+from ihmr.stage1 import hand_ik, kabsch_rotation
 
 
 @pytest.mark.parametrize("side", ["right", "left"])

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ihmr.collision.closest_point import closest_point_on_triangle
 from ihmr.errors import InputError
+from ihmr.geometry.mesh import face_normals
 
 __all__ = ["check_pair_input", "boxes_overlap", "penetration_depths", "PenetrationQuery", "find_penetrations"]
 
@@ -96,12 +97,6 @@ def _edge_neighbours(faces_bytes: bytes, n_faces: int) -> np.ndarray:
     return nb.reshape(n_faces, 3)
 
 
-def _face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    t = v[f]
-    n = np.cross(t[..., 1, :] - t[..., 0, :], t[..., 2, :] - t[..., 0, :])
-    return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-300)
-
-
 def _sign_inside(p: np.ndarray, c: np.ndarray, fi: np.ndarray, v: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Inside test from the closest point ``c`` on face ``fi`` (``(n,)`` indices into ``f``) using the
     pseudo-normal of the closest feature: the face normal in the interior, the sum of the two face
@@ -117,13 +112,13 @@ def _sign_inside(p: np.ndarray, c: np.ndarray, fi: np.ndarray, v: np.ndarray, f:
     w2 = (d00 * d21 - d01 * d20) / den
     bary = np.stack([1.0 - w1 - w2, w1, w2], 1)
     zero = bary < 1e-9
-    n = _face_normals(v, f[fi])
+    n = face_normals(v, f[fi])
     at_vertex = zero.sum(1) >= 2
     on_edge = (zero.sum(1) == 1)
     if on_edge.any():  # edge i joins corners i and i + 1, i.e. corner i + 2 has zero weight
         nb = _edge_neighbours(np.ascontiguousarray(f).tobytes(), len(f))
         e = (np.argmax(zero[on_edge], axis=1) + 1) % 3
-        n[on_edge] += _face_normals(v, f[nb[fi[on_edge], e]])
+        n[on_edge] += face_normals(v, f[nb[fi[on_edge], e]])
     if at_vertex.any():
         corner = f[fi[at_vertex], np.argmax(bary[at_vertex], axis=1)]
         n[at_vertex] = _vertex_pseudo_normals(v, f, corner)
@@ -139,7 +134,7 @@ def _vertex_pseudo_normals(v: np.ndarray, f: np.ndarray, ids: np.ndarray) -> np.
     e1 = t[k, (corner + 1) % 3] - t[k, corner]
     e2 = t[k, (corner + 2) % 3] - t[k, corner]
     cosang = (e1 * e2).sum(-1) / np.maximum(np.linalg.norm(e1, axis=-1) * np.linalg.norm(e2, axis=-1), 1e-300)
-    w = np.arccos(np.clip(cosang, -1.0, 1.0))[:, None] * _face_normals(v, f[rows])
+    w = np.arccos(np.clip(cosang, -1.0, 1.0))[:, None] * face_normals(v, f[rows])
     out = np.zeros((len(uid), 3))
     np.add.at(out, np.searchsorted(uid, f[rows, corner]), w)
     return out[inv]

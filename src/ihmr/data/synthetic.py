@@ -34,6 +34,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ihmr.errors import InputError
+from ihmr.geometry.camera import project_weak_perspective
 from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ihmr.handmodel.limits import JointLimits
 from ihmr.handmodel.two_hands import TwoHands
@@ -44,7 +45,6 @@ __all__ = [
     "NPZ_KEYS",
     "SyntheticSet",
     "make_synthetic",
-    "project_weak_perspective",
     "save_npz",
     "load_npz",
 ]
@@ -70,11 +70,6 @@ NPZ_KEYS = {
     "contact": "(N,) int index into CONTACTS",
     "meta": "JSON string: seed, sigma_mm, model, CONTACTS",
 }
-
-
-def project_weak_perspective(joints: Tensor, cam: Tensor) -> Tensor:
-    """``uv = s * (xy + t)``: joints ``(B, K, 3)``, cam ``(B, 3)`` -> ``(B, K, 2)``."""
-    return cam[:, None, :1] * (joints[..., :2] + cam[:, None, 1:])
 
 
 def _rot(axis: str, angle: Tensor) -> Tensor:

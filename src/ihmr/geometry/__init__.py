@@ -6,6 +6,7 @@ from ihmr.geometry.rotations import (
     matrix_to_rot6d,
     rot6d_to_matrix,
     mirror_axis_angle,
+    swing_rotation,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "matrix_to_rot6d",
     "rot6d_to_matrix",
     "mirror_axis_angle",
+    "swing_rotation",
 ]

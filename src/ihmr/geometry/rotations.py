@@ -19,6 +19,7 @@ __all__ = [
     "matrix_to_rot6d",
     "rot6d_to_matrix",
     "mirror_axis_angle",
+    "swing_rotation",
     "skew",
 ]
 
@@ -134,3 +135,24 @@ def mirror_axis_angle(aa: Tensor) -> Tensor:
         raise ValueError(f"axis-angle stacks must have a last dimension divisible by 3, got {tuple(aa.shape)}")
     sign = torch.tensor([1.0, -1.0, -1.0], dtype=aa.dtype, device=aa.device)
     return (aa.reshape(*aa.shape[:-1], -1, 3) * sign).reshape(aa.shape)
+
+
+def swing_rotation(a: Tensor, b: Tensor) -> Tensor:
+    """Minimal rotations turning directions ``a`` onto ``b``.
+
+    Args:
+        a, b: ``(*, 3)`` directions (any length).
+
+    Returns:
+        ``(*, 3, 3)``; for opposite directions, a half turn about an axis orthogonal to ``a``.
+    """
+    a = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    b = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    axis = torch.cross(a, b, dim=-1)
+    s = axis.norm(dim=-1, keepdim=True)
+    angle = torch.atan2(s, (a * b).sum(-1, keepdim=True))
+    ex = torch.tensor([1.0, 0.0, 0.0], dtype=a.dtype, device=a.device)
+    ey = torch.tensor([0.0, 1.0, 0.0], dtype=a.dtype, device=a.device)
+    ortho = torch.cross(a, torch.where(a[..., :1].abs() < 0.9, ex, ey).expand_as(a), dim=-1)
+    axis = torch.where(s < 1e-9, ortho / ortho.norm(dim=-1, keepdim=True).clamp_min(1e-12), axis / s.clamp_min(1e-12))
+    return axis_angle_to_matrix(axis * angle)

@@ -107,19 +107,6 @@ conventions (joint order, rest frame, flat-hand rest pose) are followed.
 """
 
 
-def _swing(a, b):
-    """Minimal rotations taking unit vectors ``a`` to ``b``: ``(..., 3) -> (..., 3, 3)`` (torch)."""
-    import torch
-
-    from ihmr.geometry.rotations import axis_angle_to_matrix
-
-    axis = torch.cross(a, b, dim=-1)
-    s = axis.norm(dim=-1, keepdim=True)
-    c = (a * b).sum(-1, keepdim=True)
-    angle = torch.atan2(s, c)
-    return axis_angle_to_matrix(axis / s.clamp_min(1e-12) * angle)
-
-
 def _normalize(x):
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
@@ -215,6 +202,8 @@ def _flatten(verts, heads, weights, model, tip_ids):
     """Flatten a batch of anny rest hands; returns flat vertices ``(S, V, 3)`` and joints ``(S, 16, 3)``."""
     import torch
 
+    from ihmr.geometry.rotations import swing_rotation
+
     labels = list(model.bone_labels)
     J = heads[:, [labels.index(b) for b in MANO_JOINT_BONES]]  # (S, 16, 3)
     S = J.shape[0]
@@ -244,7 +233,7 @@ def _flatten(verts, heads, weights, model, tip_ids):
             par = MANO_PARENTS[j]
             head = apply(par, J[:, j])
             cur = _normalize(apply(par, child[i]) - head)
-            Rs = _swing(cur, target)
+            Rs = swing_rotation(cur, target)
             R[:, j] = Rs @ R[:, par]
             t[:, j] = (Rs @ (t[:, par] - head)[..., None])[..., 0] + head
     # Skin.

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ihmr.collision.closest_point import closest_point_on_triangle
 from ihmr.collision.exact import PenetrationQuery
+from ihmr.geometry.camera import project_perspective, project_weak_perspective
 from ihmr.joint_order import FINGER_CHAINS, to_two_hand
 
 __all__ = ["Targets", "TERMS", "joint_error", "finger_term", "cached_penetration", "objective_terms"]
@@ -129,15 +130,12 @@ def objective_terms(
         out["col"] = collision
     if "2d" in enabled:
         if targets.persp is not None:  # perspective: pixels, rescaled to the weak-perspective units
-            P = targets.persp[:, None, None]
-            X = joints + P[..., 3:6]
-            uv = P[..., :1] * X[..., :2] / X[..., 2:3].clamp_min(1e-3) + P[..., 1:3]
-            scale = PERSPECTIVE_UNIT * P[..., 5:6] / P[..., :1]
+            P = targets.persp
+            uv = project_perspective(joints + P[:, None, None, 3:6], P[:, 0], P[:, 1:3])
+            scale = (PERSPECTIVE_UNIT * P[:, 5] / P[:, 0])[:, None, None, None]
             out["2d"] = ((uv - targets.j2d).abs() * scale).mean(dim=(1, 2, 3))
         else:
-            cam = targets.cam
-            uv = cam[:, None, None, :1] * (joints[..., :2] + cam[:, None, None, 1:])
-            out["2d"] = (uv - targets.j2d).abs().mean(dim=(1, 2, 3))
+            out["2d"] = (project_weak_perspective(joints, targets.cam) - targets.j2d).abs().mean(dim=(1, 2, 3))
     if "3d" in enabled:
         j = joints - joints[:, :1, :1]
         out["3d"] = ((j - targets.j3d) ** 2).mean(dim=(1, 2, 3))

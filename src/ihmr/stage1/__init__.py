@@ -1,5 +1,5 @@
 """Stage I: initial two-hand parameters (analytic IK from 3D joints; the CNN comes later)."""
 
-from ihmr.stage1.ik import IKResult, hand_ik, kabsch_rotation, swing_rotation
+from ihmr.stage1.ik import IKResult, hand_ik, kabsch_rotation
 
-__all__ = ["IKResult", "hand_ik", "kabsch_rotation", "swing_rotation"]
+__all__ = ["IKResult", "hand_ik", "kabsch_rotation"]

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from ihmr.errors import InputError
-from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ihmr.geometry.rotations import matrix_to_axis_angle, swing_rotation
 from ihmr.handmodel.layer import HandLayer
 
-__all__ = ["IKResult", "kabsch_rotation", "swing_rotation", "fit_shape", "hand_ik"]
+__all__ = ["IKResult", "kabsch_rotation", "fit_shape", "hand_ik"]
 
 #: Parent of each of the 21 MANO-order joints (tips hang from the finger's last joint).
 _PARENT21 = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14, 15, 3, 6, 12, 9)
@@ -51,20 +51,6 @@ def kabsch_rotation(src: Tensor, dst: Tensor) -> Tensor:
     d = torch.sign(torch.linalg.det(Vt.transpose(1, 2) @ U.transpose(1, 2)))
     D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
     return Vt.transpose(1, 2) @ D @ U.transpose(1, 2)
-
-
-def swing_rotation(a: Tensor, b: Tensor) -> Tensor:
-    """Minimal rotations ``(B, 3, 3)`` turning directions ``a`` onto ``b`` (``(B, 3)``, any length)."""
-    a = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    b = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    axis = torch.cross(a, b, dim=-1)
-    s = axis.norm(dim=-1, keepdim=True)
-    c = (a * b).sum(-1, keepdim=True)
-    angle = torch.atan2(s, c)
-    # Antiparallel: any axis orthogonal to a.
-    ortho = torch.cross(a, torch.where(a[:, :1].abs() < 0.9, torch.tensor([1.0, 0, 0], dtype=a.dtype), torch.tensor([0, 1.0, 0], dtype=a.dtype)).expand_as(a), dim=-1)
-    axis = torch.where(s < 1e-9, ortho / ortho.norm(dim=-1, keepdim=True).clamp_min(1e-12), axis / s.clamp_min(1e-12))
-    return axis_angle_to_matrix(axis * angle)
 
 
 def _rest_joints21(layer: HandLayer, beta: Tensor) -> Tensor:
