@@ -130,7 +130,7 @@ def render_meshes(
     # Key light from the camera, fill light from above-left.
     scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity), pose=cam_pose)
     fill = cam_pose.copy()
-    fill[:3, :3] = cam_pose[:3, :3] @ _rot_x(-0.6) @ _rot_y(-0.5)
+    fill[:3, :3] = cam_pose[:3, :3] @ _rotation([-0.6, 0.0, 0.0]) @ _rotation([0.0, -0.5, 0.0])
     scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity * 0.4), pose=fill)
     color, depth = _renderer(W, H).render(scene, flags=pyrender.RenderFlags.RGBA)
     mask = depth > 0
@@ -140,14 +140,12 @@ def render_meshes(
     return rgb, depth.astype(np.float32), mask
 
 
-def _rot_x(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+def _rotation(axis_angle) -> np.ndarray:
+    import torch
 
+    from ihmr.geometry.rotations import axis_angle_to_matrix
 
-def _rot_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    return axis_angle_to_matrix(torch.tensor(axis_angle, dtype=torch.float64)).numpy()
 
 
 # Viewing directions (from the camera towards the scene) and image-up vectors, world frame.
