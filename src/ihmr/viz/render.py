@@ -33,6 +33,12 @@ class MeshSpec:
 
 def _pyrender():
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    # torch's optimisers import torch._dynamo and with it triton, whose bundled LLVM crashes when it
+    # is loaded after Mesa's (llvmpipe) EGL driver: load it first.
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception:  # pragma: no cover - a torch build without dynamo
+        pass
     try:
         import pyrender  # noqa: F401
     except Exception as e:  # ImportError, or OpenGL failing to find EGL
