@@ -158,10 +158,14 @@ def test_missing_truncated_and_incomplete_files(tmp_path, mano_dir):
     partial.write_bytes(pickle.dumps({"v_template": np.zeros((10, 3)), "f": np.zeros((1, 3))}, protocol=2))
     with pytest.raises(ModelFileError, match="lacks entries: shapedirs, posedirs, J_regressor, weights, kintree_table"):
         load_mano_pkl(partial)
+    # A neutral name and a flat mean pose: neither the name nor the data tells the side.
+    from mano_fixture import mano_like_arrays
+
+    flat = mano_like_arrays(0)
+    flat["hands_mean"] = np.zeros(45)
+    write_mano_pkl(tmp_path / "model.pkl", flat)
     with pytest.raises(ModelFileError, match="cannot tell the side"):
-        load_mano_pkl(_copy(d / "MANO_RIGHT.pkl", tmp_path / "model.pkl"))
+        load_mano_pkl(tmp_path / "model.pkl")
+    assert load_mano_pkl(tmp_path / "model.pkl", side="right").side == "right"
 
 
-def _copy(src, dst):
-    dst.write_bytes(src.read_bytes())
-    return dst

@@ -20,6 +20,15 @@ __all__ = [
 ]
 
 
+def _check_faces(faces: np.ndarray) -> np.ndarray:
+    faces = np.asarray(faces)
+    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
+        raise InputError(f"faces must be an integer (F, 3) array, got {faces.dtype} {faces.shape}")
+    if faces.size and int(faces.min()) < 0:
+        raise InputError("faces contain negative vertex indices")
+    return faces.astype(np.int64, copy=False)
+
+
 def _directed_edges(faces: np.ndarray) -> np.ndarray:
     """``(3F, 2)`` directed half-edges (a -> b) of the faces."""
     return np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
@@ -28,24 +37,33 @@ def _directed_edges(faces: np.ndarray) -> np.ndarray:
 def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     """Ordered vertex loops of the boundary of a consistently oriented mesh.
 
-    Each loop follows the direction of the boundary half-edges of the existing faces
-    (``loop[i] -> loop[i + 1]`` is an edge of some face).
+    A boundary half-edge is a face edge ``a -> b`` whose twin ``b -> a`` belongs to no face.
+    Each loop follows the direction of those half-edges (``loop[i] -> loop[(i + 1) % n]`` is an
+    edge of some face); loops start at their smallest vertex index and are sorted by it.
+
+    Args:
+        faces: ``(F, 3)`` consistently oriented triangles.
+
+    Returns:
+        list of ``(n_loop,)`` int64 arrays (empty for a closed mesh).
 
     Raises:
         InputError: on a non-manifold boundary (a vertex with several outgoing boundary edges).
     """
-    faces = np.asarray(faces)
+    faces = _check_faces(faces)
+    if faces.size == 0:
+        return []
     he = _directed_edges(faces)
     V = int(faces.max()) + 1
-    key = he[:, 0].astype(np.int64) * V + he[:, 1]
-    twin = he[:, 1].astype(np.int64) * V + he[:, 0]
+    key = he[:, 0] * V + he[:, 1]
+    twin = he[:, 1] * V + he[:, 0]
     boundary = he[~np.isin(key, twin)]
     if boundary.size == 0:
         return []
-    nxt = {}
+    nxt: dict[int, int] = {}
     for a, b in boundary.tolist():
         if a in nxt:
-            raise InputError(f"non-manifold boundary at vertex {a}")
+            raise InputError(f"non-manifold boundary at vertex {a} (several outgoing boundary edges)")
         nxt[a] = b
     loops, seen = [], set()
     for start in sorted(nxt):
@@ -56,34 +74,44 @@ def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
             seen.add(v)
             loop.append(v)
             if v not in nxt:
-                raise InputError(f"open boundary chain at vertex {v}")
+                raise InputError(f"open boundary chain at vertex {v} (inconsistent face orientation?)")
             v = nxt[v]
+        if v != start:
+            raise InputError(f"boundary chain from vertex {start} does not close (non-manifold boundary)")
         loops.append(np.array(loop, dtype=np.int64))
     return loops
 
 
-def _min_area_triangulation(points: np.ndarray) -> list[tuple[int, int, int]]:
-    """Triangulate a closed polygon (``(n, 3)``, possibly non-planar) minimising total area.
+def _min_area_triangulation(points: np.ndarray, forbidden: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+    """Triangulate a closed polygon (``(n, 3)``, possibly non-planar) minimising the total area.
 
-    Dynamic programming over sub-polygons (O(n^3), n = loop length). Returns index triples
+    Dynamic programming over sub-polygons (O(n^3) work, vectorised over the apex). ``forbidden``
+    is an optional ``(n, n)`` boolean matrix of diagonals that must not be used (e.g. edges that
+    already exist in the mesh, which would become non-manifold). Returns index triples
     ``(i, k, j)`` with ``i < k < j`` into ``points``.
+
+    Raises:
+        InputError: when every triangulation uses a forbidden diagonal.
     """
     n = len(points)
+    P = np.asarray(points, dtype=np.float64)
+    bad = np.zeros((n, n), dtype=bool) if forbidden is None else np.asarray(forbidden, dtype=bool)
+    pen = np.where(bad | bad.T, np.inf, 0.0)
+    idx = np.arange(n)
+    pen[idx[:-1], idx[1:]] = 0.0  # polygon sides are never diagonals
+    pen[0, n - 1] = 0.0
     cost = np.zeros((n, n))
     split = np.zeros((n, n), dtype=np.int64)
-
-    def area(i: int, k: int, j: int) -> float:
-        return 0.5 * float(np.linalg.norm(np.cross(points[k] - points[i], points[j] - points[i])))
-
     for gap in range(2, n):
         for i in range(0, n - gap):
             j = i + gap
-            best, arg = np.inf, -1
-            for k in range(i + 1, j):
-                c = cost[i, k] + cost[k, j] + area(i, k, j)
-                if c < best:
-                    best, arg = c, k
-            cost[i, j], split[i, j] = best, arg
+            k = np.arange(i + 1, j)
+            area = 0.5 * np.linalg.norm(np.cross(P[k] - P[i], P[j] - P[i]), axis=1)
+            c = cost[i, k] + cost[k, j] + area + pen[i, k] + pen[k, j]
+            a = int(np.argmin(c))
+            cost[i, j], split[i, j] = c[a], k[a]
+    if not np.isfinite(cost[0, n - 1]):
+        raise InputError("every triangulation of the hole uses an edge that already exists in the mesh")
     tris: list[tuple[int, int, int]] = []
     stack = [(0, n - 1)]
     while stack:
@@ -99,33 +127,56 @@ def _min_area_triangulation(points: np.ndarray) -> list[tuple[int, int, int]]:
 def cap_holes(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Close every boundary loop with triangles over existing vertices (no vertex is added).
 
-    The caps are minimum-area triangulations of the loops, oriented consistently with the
-    surrounding faces, so a consistently oriented open surface becomes a closed one.
+    Each cap is the minimum-area triangulation of its loop (so for a planar loop it lies in the
+    loop's plane), never reusing an edge that already exists in the mesh (which would make it
+    non-manifold), and is oriented opposite to the loop's boundary half-edges, i.e. consistently
+    with the surrounding faces: a consistently oriented open surface becomes a closed one with
+    the same orientation (watertight; outward stays outward).
 
     Args:
         vertices: ``(V, 3)``.
         faces: ``(F, 3)`` consistently oriented.
 
     Returns:
-        ``(F + sum(n_loop - 2), 3)`` faces: the input faces followed by the caps.
+        ``(F + sum(n_loop - 2), 3)`` int64 faces: the input faces followed by the caps.
+
+    Raises:
+        InputError: bad shapes, a non-manifold boundary, or a loop that cannot be capped.
     """
     vertices = np.asarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces, dtype=np.int64)
-    caps = []
-    for loop in boundary_loops(faces):
-        if len(loop) < 3:
-            raise InputError(f"boundary loop with {len(loop)} vertices cannot be capped")
-        for i, k, j in _min_area_triangulation(vertices[loop]):
-            # Boundary half-edges run loop[i] -> loop[i+1]; caps must use the opposite direction.
-            caps.append((loop[j], loop[k], loop[i]))
-    if not caps:
+    faces = _check_faces(faces)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise InputError(f"vertices must be (V, 3), got {vertices.shape}")
+    if faces.size and int(faces.max()) >= len(vertices):
+        raise InputError(f"faces index vertex {int(faces.max())} of only {len(vertices)}")
+    loops = boundary_loops(faces)
+    if not loops:
         return faces.copy()
+    e = _directed_edges(faces)
+    V = len(vertices)
+    existing = np.unique(np.minimum(e[:, 0], e[:, 1]) * V + np.maximum(e[:, 0], e[:, 1]))
+    caps = []
+    for loop in loops:
+        n = len(loop)
+        if n < 3:
+            raise InputError(f"boundary loop with {n} vertices cannot be capped")
+        a, b = np.meshgrid(loop, loop, indexing="ij")
+        forbidden = np.isin(np.minimum(a, b) * V + np.maximum(a, b), existing)
+        for i, k, j in _min_area_triangulation(vertices[loop], forbidden):
+            # Boundary half-edges run loop[i] -> loop[i+1]; the cap's half-edges must run backwards.
+            caps.append((loop[j], loop[k], loop[i]))
     return np.concatenate([faces, np.array(caps, dtype=np.int64)])
 
 
 def is_watertight(faces: np.ndarray) -> bool:
-    """Every undirected edge is shared by exactly two faces, with opposite directions."""
-    faces = np.asarray(faces, dtype=np.int64)
+    """Closed, edge-manifold and consistently oriented.
+
+    True iff every directed half-edge occurs once and its twin occurs too (so each undirected edge
+    is shared by exactly two faces that traverse it in opposite directions). False for no faces.
+    """
+    faces = _check_faces(faces)
+    if faces.size == 0:
+        return False
     he = _directed_edges(faces)
     V = int(faces.max()) + 1
     key = he[:, 0] * V + he[:, 1]
@@ -136,7 +187,8 @@ def is_watertight(faces: np.ndarray) -> bool:
 
 
 def face_normals(vertices: np.ndarray, faces: np.ndarray, normalize: bool = True) -> np.ndarray:
-    """``(..., F, 3)`` face normals (unit, or area-weighted x2 when ``normalize=False``)."""
+    """``(..., F, 3)`` face normals of ``(..., V, 3)`` vertices (unit, or twice-area-weighted when
+    ``normalize=False``); degenerate faces get a zero normal."""
     t = np.asarray(vertices)[..., np.asarray(faces), :]
     n = np.cross(t[..., 1, :] - t[..., 0, :], t[..., 2, :] - t[..., 0, :])
     if normalize:
@@ -145,11 +197,12 @@ def face_normals(vertices: np.ndarray, faces: np.ndarray, normalize: bool = True
 
 
 def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """``(..., F)`` triangle areas."""
+    """``(..., F)`` triangle areas (m^2)."""
     return 0.5 * np.linalg.norm(face_normals(vertices, faces, normalize=False), axis=-1)
 
 
 def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """``(...)`` enclosed volume of a closed mesh (positive when outward oriented)."""
+    """``(...)`` enclosed volume (m^3) of a closed mesh: positive when outward oriented, negative
+    when inward (independent of the origin only for closed meshes)."""
     t = np.asarray(vertices)[..., np.asarray(faces), :]
     return np.einsum("...i,...i->...", t[..., 0, :], np.cross(t[..., 1, :], t[..., 2, :])).sum(-1) / 6.0
