@@ -134,7 +134,7 @@ def test_other_camera_conventions_would_miss_the_bbox(sample):
     for k in range(len(sample)):
         R, c = sample.R[k], -sample.R[k].T @ sample.t[k]
         w = sample.joints_world[k][sample.valid[k]]
-        for cam in ((w - c) @ R, w @ R.T + c, w @ R.T - c):  # R^T (X - c), R X + c, R X - c
+        for cam in ((w - c) @ R, w @ R.T + c):  # R^T (X - c), R X + c
             z = np.where(np.abs(cam[:, 2:]) < 1e-6, 1e-6, cam[:, 2:])
             uv = cam[:, :2] / z * np.diag(sample.K[k])[:2] + sample.K[k][:2, 2]
             x, y, bw, bh = sample.bbox[k]
@@ -239,7 +239,7 @@ def test_crop_affine_maps_box_edges_and_pixels():
     np.testing.assert_allclose(corners[1], [[15.5, -0.5], [47.5, 63.5]])
     np.testing.assert_allclose(pixels_to_normalised(corners[0], 64), [[-1, -0.5], [1, 0.5]])
     np.testing.assert_allclose(apply_affine(corners, invert_affine(A)), boxes.reshape(2, 2, 2))
-    # pixel convention agrees with cv2: a linear ramp image is sampled at A^-1(crop pixel)
+    # pixel centres at integers: a linear ramp image is sampled at A^-1(crop pixel)
     H, W = 100, 150
     yy, xx = np.mgrid[0:H, 0:W]
     img = np.stack([xx, yy, np.zeros_like(xx)], -1).astype(np.uint8)
@@ -301,10 +301,10 @@ def _synthetic_files(root: Path, with_mano: bool = True) -> dict:
                             "left": None}}}
         (root / f"{PREFIX}_MANO_NeuralAnnot.json").write_text(json.dumps(mano))
     (root / "cap0").mkdir(exist_ok=True)
-    import cv2
+    from PIL import Image
 
     for f in ("1", "2"):
-        cv2.imwrite(str(root / "cap0" / f"image{f}.jpg"), np.full((480, 320, 3), 90, np.uint8))
+        Image.fromarray(np.full((480, 320, 3), 90, np.uint8)).save(root / "cap0" / f"image{f}.jpg")
     return {"worlds": worlds, "R": np.array(R), "campos": np.array(campos), "mano": mano}
 
 
@@ -479,3 +479,27 @@ def test_corrupt_records_are_reported_and_skipped(sample_copy, sample):
     assert any("image_id 5 has no entry" in r for r in reasons)
     assert b.image_id.tolist() == [471953]
     np.testing.assert_array_equal(b.joints_cam[0], sample.joints_cam[3])
+
+
+def test_crop_image_agrees_with_cv2_warp_affine(rng):
+    cv2 = pytest.importorskip("cv2")
+    img = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    img = cv2.GaussianBlur(img, (5, 5), 2.0)  # smooth, so rounding differences stay small
+    A = crop_affine(np.array([[20.3, 10.7, 95.1, 70.2]]), 77)[0]
+    ours = crop_image(img, A, 77).astype(int)
+    ref = cv2.warpAffine(img, A, (77, 77), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(int)
+    inner = (slice(2, -2), slice(2, -2))
+    assert np.abs(ours[inner] - ref[inner]).max() <= 2
+
+
+def test_dataset_rejects_unreadable_or_resized_images(tmp_path):
+    _synthetic_files(tmp_path / "s", with_mano=False)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((100, 80, 3), np.uint8)).save(tmp_path / "s" / "cap0" / "image1.jpg")
+    (tmp_path / "s" / "cap0" / "image2.jpg").write_bytes(b"no jpeg")
+    ds = InterHandDataset(tmp_path / "s", cache_dir=False)
+    with pytest.raises(InputError, match=r"image1.jpg: image is 80x100 pixels, the annotation says 320x480"):
+        ds[0]
+    with pytest.raises(InputError, match=r"image2.jpg: not a readable image"):
+        ds[1]

@@ -310,7 +310,7 @@ class InterHandAnnotations:
         if idx.dtype == bool and idx.shape != (len(self),):
             raise InputError(f"mask must be ({len(self)},), got {idx.shape}")
         arrays = {k: getattr(self, k)[idx] for k in (*_FIELDS, *_STR_FIELDS)}
-        return replace(self, **arrays)
+        return replace(self, **arrays, skipped=list(self.skipped))
 
     def subset(self, subset: str) -> "InterHandAnnotations":
         """The samples of a subset (see :meth:`subset_mask`)."""
@@ -415,27 +415,36 @@ def pixels_to_normalised(points: np.ndarray, size: int = 224) -> np.ndarray:
 
 
 def crop_image(image: np.ndarray, A: np.ndarray, size: int = 224, box: Optional[np.ndarray] = None) -> np.ndarray:
-    """Warp ``image (H, W, 3)`` uint8 with one affine ``A (2, 3)`` to ``(size, size, 3)`` uint8.
+    """Warp ``image (H, W, 3)`` uint8 with one affine ``A (2, 3)`` (image -> crop pixels) to
+    ``(size, size, 3)`` uint8, bilinear (``torch.nn.functional.grid_sample``).
 
-    Outside the image is zero. With ``box`` ``[x0, y0, x1, y1]`` (image pixels) everything outside
-    the box is zero too (the paper's "crop, resize the longest side, zero-pad to square").
+    Crop pixel ``(x, y)`` samples the image at ``A^-1 (x, y)`` (pixel centres at integers, as
+    ``cv2.warpAffine``); outside the image is zero. With ``box`` ``[x0, y0, x1, y1]`` (image pixels)
+    everything outside the box is zero too (the paper's "crop, resize the longest side, zero-pad").
     """
-    import cv2
-
-    out = cv2.warpAffine(image, np.asarray(A, dtype=np.float64), (size, size), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise InputError(f"image must be (H, W, 3), got {img.shape}")
+    H, W = img.shape[:2]
+    Ai = invert_affine(np.asarray(A, dtype=np.float64).reshape(1, 2, 3))[0]
+    idx = np.arange(size, dtype=np.float64)
+    src = np.einsum("ij,yxj->yxi", Ai[:, :2], np.stack(np.meshgrid(idx, idx), -1)) + Ai[:, 2]  # (S, S, 2) x, y
+    grid = np.stack([2.0 * src[..., 0] / max(W - 1, 1) - 1.0, 2.0 * src[..., 1] / max(H - 1, 1) - 1.0], -1)
+    x = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None]
+    out = torch.nn.functional.grid_sample(x, torch.from_numpy(grid)[None].to(torch.float32), mode="bilinear",
+                                          padding_mode="zeros", align_corners=True)
+    crop = out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
     if box is not None:
         corners = apply_affine(np.asarray(box, dtype=np.float64).reshape(1, 2, 2), np.asarray(A)[None])[0]
-        idx = np.arange(size)
         keep_x = (idx >= corners[0, 0] - 1e-6) & (idx <= corners[1, 0] + 1e-6)
         keep_y = (idx >= corners[0, 1] - 1e-6) & (idx <= corners[1, 1] + 1e-6)
-        out = out * (keep_y[:, None, None] & keep_x[None, :, None]).astype(out.dtype)
-    return out
+        crop = crop * (keep_y[:, None, None] & keep_x[None, :, None]).astype(crop.dtype)
+    return crop
 
 
 def normalise_image(image: np.ndarray) -> Tensor:
     """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32 with mean 0.5 / std 0.5, i.e. in ``[-1, 1]``."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32) / 255.0
+    x = torch.tensor(np.asarray(image), dtype=torch.float32).permute(2, 0, 1) / 255.0
     return (x - 0.5) / 0.5
 
 
@@ -504,6 +513,7 @@ def _parse(files: InterHandFiles) -> tuple[dict[str, np.ndarray], list[SkippedSa
             cam = str(_key(im, "camera", f"image {iid}"))
             frame = str(_key(im, "frame_idx", f"image {iid}"))
             w, h = int(_key(im, "width", f"image {iid}")), int(_key(im, "height", f"image {iid}"))
+            cap_i, frame_i = int(cap), int(frame)
             bbox = _array(_key(ann, "bbox", f"annotation {iid}"), (4,), f"annotation {iid} bbox")
             if not np.isfinite(bbox).all() or (bbox[2:] <= 0).any():
                 raise _Corrupt(f"annotation {iid} bbox {bbox.tolist()} is not a finite box of positive size")
@@ -550,7 +560,7 @@ def _parse(files: InterHandFiles) -> tuple[dict[str, np.ndarray], list[SkippedSa
             continue
         seen.add(iid)
         for name, val in (
-            ("image_id", iid), ("width", w), ("height", h), ("capture", int(cap)), ("frame_idx", int(frame)),
+            ("image_id", iid), ("width", w), ("height", h), ("capture", cap_i), ("frame_idx", frame_i),
             ("bbox", bbox), ("K", K), ("R", R), ("t", t), ("joints_world", world), ("valid", valid),
             ("hand_type", ht), ("hand_type_valid", htv), ("mano_pose", mp), ("mano_shape", ms),
             ("mano_trans", mt), ("mano_valid", mv), ("file_name", fname), ("camera", cam),
@@ -743,14 +753,20 @@ class InterHandDataset(torch.utils.data.Dataset):
         return len(self.annotations)
 
     def load_image(self, i: int) -> np.ndarray:
-        """The full RGB image ``(H, W, 3)`` uint8 of sample ``i``."""
-        import cv2
+        """The full RGB image ``(H, W, 3)`` uint8 of sample ``i`` (via :func:`ihmr.pipeline.load_image`).
 
-        path = self.annotations.image_paths[i]
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"image {path} is missing or cannot be decoded")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        Raises:
+            InputError: the file is missing or unreadable, or its size differs from the annotation's.
+        """
+        from ihmr.pipeline import load_image
+
+        a = self.annotations
+        path = a.image_paths[i]
+        img = load_image(path)
+        if img.shape[:2] != (int(a.height[i]), int(a.width[i])):
+            raise InputError(f"{path}: image is {img.shape[1]}x{img.shape[0]} pixels, the annotation says "
+                             f"{int(a.width[i])}x{int(a.height[i])}")
+        return img
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         if not -len(self) <= i < len(self):
