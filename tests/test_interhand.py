@@ -503,3 +503,26 @@ def test_dataset_rejects_unreadable_or_resized_images(tmp_path):
         ds[0]
     with pytest.raises(InputError, match=r"image2.jpg: not a readable image"):
         ds[1]
+
+
+def test_explicit_paths_data_file_and_dataloader(tmp_path):
+    _synthetic_files(tmp_path / "s")
+    ann_dir, img_dir = tmp_path / "annotations", tmp_path / "images"
+    ann_dir.mkdir()
+    img_dir.mkdir()
+    shutil.move(tmp_path / "s" / "cap0", img_dir / "cap0")
+    names = {k: ann_dir / f"{k}.json" for k in ("data", "camera", "joint_3d")}
+    for k, p in names.items():
+        shutil.copy(tmp_path / "s" / f"{PREFIX}_{k}.json", p)
+    files = ih.InterHandFiles(data=names["data"], camera=names["camera"], joint_3d=names["joint_3d"], image_root=img_dir)
+    a = load_interhand(files, cache_dir=False)
+    assert len(a) == 2 and a.skipped == [] and not a.has_mano
+    # a *_data.json path: the other files beside it; images relative to image_root
+    b = load_interhand(tmp_path / "s" / f"{PREFIX}_data.json", image_root=img_dir, cache_dir=False)
+    assert b.has_mano and len(b) == 2
+    np.testing.assert_array_equal(a.joints_2d, b.joints_2d)
+    loader = torch.utils.data.DataLoader(InterHandDataset(b, size=96), batch_size=2, shuffle=False)
+    batch = next(iter(loader))
+    assert batch["image"].shape == (2, 3, 96, 96) and batch["j3d"].shape == (2, 2, 21, 3)
+    assert batch["valid"].dtype == torch.bool and batch["mano_pose"].shape == (2, 2, 48)
+    assert batch["image_id"].tolist() == [7, 8]

@@ -642,7 +642,8 @@ def load_interhand(
     """Load a split's annotations (from the cache when the input files are unchanged).
 
     Args:
-        source: the annotation folder (see :func:`find_split_files`) or explicit :class:`InterHandFiles`.
+        source: the annotation folder (see :func:`find_split_files`), a ``*_data.json`` file (the
+            other files beside it with the same prefix), or explicit :class:`InterHandFiles`.
         split, prefix, image_root, mano: passed to :func:`find_split_files` when ``source`` is a folder.
         cache_dir: where the ``.npz`` cache lives: None = beside the annotation files (no cache if
             that folder is not writable), ``False`` = no cache.
@@ -656,7 +657,13 @@ def load_interhand(
         InputError: a missing annotation file, invalid JSON or a wrong top-level structure (the
             message names the file).
     """
-    files = source if isinstance(source, InterHandFiles) else find_split_files(source, split, prefix, image_root, mano)
+    if isinstance(source, InterHandFiles):
+        files = source
+    elif Path(source).is_file() and Path(source).name.endswith("_data.json"):
+        src = Path(source)
+        files = find_split_files(src.parent, split, src.name[: -len("_data.json")], image_root, mano)
+    else:
+        files = find_split_files(source, split, prefix, image_root, mano)
     for p in files.inputs():
         if not p.is_file():
             raise InputError(f"InterHand2.6M file {p} not found")
