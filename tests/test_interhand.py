@@ -78,7 +78,7 @@ def test_sample_loads_all_frames_with_types_and_validity(sample):
     for k, iid in enumerate(sample.image_id):
         fname, htype, nvalid = EXPECTED[int(iid)]
         assert sample.file_name[k] == fname
-        assert ih.HAND_TYPES[sample.hand_type[k]] == htype and sample.hand_type_valid[k]
+        assert ih.HAND_TYPES[sample.hand_type[k]] == htype == sample.hand_type_names[k] and sample.hand_type_valid[k]
         assert sample.valid[k].sum() == nvalid
         assert sample.image_paths[k] == SAMPLE / fname
     # single hands: only that hand's 21 joints are valid (right 0-20, left 21-41)
@@ -101,6 +101,7 @@ def test_world_to_camera_formula_matches_raw_json(sample):
         expected = (R @ (world - c).T).T / 1000.0
         np.testing.assert_allclose(sample.joints_cam[k], expected, atol=1e-9)
         np.testing.assert_allclose(sample.joints_world[k], world / 1000.0, atol=1e-12)
+        np.testing.assert_allclose(sample.campos[k], c / 1000.0, atol=1e-9)
         fx, fy = cams[cap]["focal"][cam]
         cx, cy = cams[cap]["princpt"][cam]
         np.testing.assert_allclose(sample.K[k], [[fx, 0, cx], [0, fy, cy], [0, 0, 1]])

@@ -272,6 +272,16 @@ class InterHandAnnotations:
         return [self.image_root / str(f) for f in self.file_name]
 
     @property
+    def hand_type_names(self) -> np.ndarray:
+        """``(N,)`` str: ``"right"``, ``"left"`` or ``"interacting"``."""
+        return np.asarray(HAND_TYPES, dtype=str)[self.hand_type]
+
+    @property
+    def campos(self) -> np.ndarray:
+        """``(N, 3)`` camera centres in world coordinates (metres), ``-R^T t``."""
+        return -np.einsum("nji,nj->ni", self.R, self.t)
+
+    @property
     def joints(self) -> np.ndarray:
         """``(N, 2, 21, 3)`` camera-frame joints in metres, ihmr layout (hand 0 = right, MANO order)."""
         return to_two_hand(self.joints_cam, "interhand")
