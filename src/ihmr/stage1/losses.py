@@ -23,6 +23,7 @@ from ihmr.errors import InputError
 from ihmr.geometry.camera import project_weak_perspective
 from ihmr.geometry.rotations import axis_angle_to_matrix
 from ihmr.joint_order import to_two_hand
+from ihmr.stage1.network import Stage1Output
 
 __all__ = [
     "LOSS_WEIGHTS",
@@ -277,7 +278,7 @@ class Stage1Loss(nn.Module):
             w[k] = float(v)
         self.weights = w
 
-    def forward(self, out, targets: Stage1Targets) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, out: Stage1Output, targets: Stage1Targets) -> tuple[Tensor, dict[str, Tensor]]:
         t = targets
         ref = out.vector
         B = ref.shape[0]
