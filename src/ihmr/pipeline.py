@@ -130,6 +130,9 @@ class Reconstructor:
         tensors are small (two hands, a few thousand vertices), so intra-op threads only add
         synchronisation, which costs 10-100x on a CPU shared with other processes."""
         import ihmr
+        import ihmr.collision.exact  # noqa: F401 - what reconstructing uses, imported now, not mid-image
+        import ihmr.refine  # noqa: F401
+        import ihmr.stage1  # noqa: F401
         from ihmr.detect.hands import HandDetector
 
         self.hands = ihmr.TwoHands(model, dtype=torch.float64)
