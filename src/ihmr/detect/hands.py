@@ -166,7 +166,8 @@ class HandDetection:
         handedness_score: confidence of ``side``.
         landmarks_2d: ``(21, 2)`` pixels, MediaPipe order.
         world: ``(21, 3)`` metres, MediaPipe order, hand-centred, image-aligned axes (x right, y down).
-        source: "palm_detector", "crop", "partner_crop" or "masked_crop".
+        source: "palm_detector" (the palm detector's crop, tracked), "crop" (a box's crop), "partner_crop"
+            (a crop around another hand) or "mediapipe_pipeline" (the legacy pipeline, a fallback).
         chirality: :func:`chirality` of ``world`` (positive: right).
         side_from: what decided ``side``: "chirality" or "classifier".
     """
