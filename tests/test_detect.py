@@ -115,3 +115,38 @@ def test_landmark_roi_follows_the_hand(relaxed_hands):
     R = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
     q = (xy - c) @ R
     assert np.abs(q).max() < s / 2
+
+
+def _fake_detector(results):
+    """A HandDetector whose landmark model returns ``results`` one after the other (no models)."""
+    det = object.__new__(HandDetector)
+    it = iter(results)
+    det._crop = lambda image, cx, cy, size, source, angle=0.0, min_presence=0.5: next(it)
+    return det
+
+
+def test_tracking_keeps_stable_results_only(relaxed_hands):
+    r = relaxed_hands["right"]
+    xy = r[:, :2] * 1500 + 300
+    size = float(np.ptp(xy, 0).max())
+    mk = lambda shift, p: HandDetection("right", p, 0.9, xy + shift, r, "crop")  # noqa: E731
+    img = np.zeros((8, 8, 3), np.uint8)
+    # Settles: the most confident stable result is kept.
+    start = mk([0.0, 0.0], 0.6)
+    got = _fake_detector([mk([0.02 * size, 0.0], 0.9), mk([0.025 * size, 0.0], 0.8)])._track(img, start)
+    assert got is not None and got.score == pytest.approx(0.9)
+    # Drifts away on every re-crop (fingers taken for a hand): rejected.
+    got = _fake_detector([mk([0.6 * size, 0.0], 0.9), mk([1.2 * size, 0.0], 0.9)])._track(img, start)
+    assert got is None
+    # Stable but never confident enough: rejected.
+    got = _fake_detector([mk([0.01 * size, 0.0], 0.3), mk([0.01 * size, 0.0], 0.3)])._track(img, mk([0.0, 0.0], 0.3))
+    assert got is None
+
+
+def test_palm_anchors():
+    from ihmr.detect.hands import _palm_anchors
+
+    a = _palm_anchors()
+    assert a.shape == (2016, 2) and a.min() > 0 and a.max() < 1
+    assert np.allclose(a[0], [0.5 / 24, 0.5 / 24]) and np.allclose(a[2], [1.5 / 24, 0.5 / 24])
+    assert np.allclose(a[1152], [0.5 / 12, 0.5 / 12]) and np.allclose(a[-1], [11.5 / 12, 11.5 / 12])
