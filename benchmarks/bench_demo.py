@@ -26,6 +26,22 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "src" / "ihmr" / "examples"
 DATA = ROOT.parent / "shared" / "data" / "interhand26m_sample"
 FRAMES = ("image44669", "image69148")
+EXTRA_FRAMES = ("image2017", "image29590")  # single hands, not bundled
+
+
+def image_path(data: Path, stem: str) -> Path:
+    return EXAMPLES / f"{stem}.jpg" if stem in FRAMES else data / f"{stem}.jpg"
+
+
+def sidecar(data: Path, stem: str) -> dict:
+    """The bundled sidecar, or the same built from the annotation (box) and camera (focal)."""
+    if stem in FRAMES:
+        return json.loads((EXAMPLES / f"{stem}.json").read_text())
+    d = json.loads((data / "test_interhand2.6m_data.json").read_text())
+    im = next(i for i in d["images"] if i["file_name"] == stem + ".jpg")
+    ann = next(a for a in d["annotations"] if a["image_id"] == im["id"])
+    cam = json.loads((data / "test_interhand2.6m_camera.json").read_text())[str(im["capture"])]
+    return {"boxes": [ann["bbox"]], "focal": float(np.mean(cam["focal"][im["camera"]]))}
 
 
 def ground_truth(data: Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,6 +99,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="the InterHand2.6M sample folder")
     ap.add_argument("--no-box", action="store_true", help="also run without the data set's box")
+    ap.add_argument("--all", action="store_true", help="also the sample's two single-hand frames (box and focal from the annotation)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the process (the pipeline may set its own)")
     ap.add_argument("--write", type=Path, default=None, help="also write the outputs (overlay, views, meshes, JSON) here and time them")
     args = ap.parse_args(argv)
@@ -102,12 +119,12 @@ def main(argv=None) -> int:
     rec = Reconstructor()
     t_load = time.perf_counter() - t0
     modes = [True, False] if args.no_box else [True]
+    frames = FRAMES + (EXTRA_FRAMES if args.all else ())
     rows, first, steady = [], None, []
     for rep in range(2):
         for use_box in modes:
-            for stem in FRAMES:
-                side = json.loads((EXAMPLES / f"{stem}.json").read_text())
-                img = load_image(EXAMPLES / f"{stem}.jpg")
+            for stem in frames:
+                side, img = sidecar(args.data, stem), load_image(image_path(args.data, stem))
                 t0 = time.perf_counter()
                 try:
                     res = rec(img, focal=side["focal"], boxes=side["boxes"] if use_box else ())
