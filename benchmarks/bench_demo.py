@@ -77,6 +77,7 @@ def evaluate(res, gt: np.ndarray, valid: np.ndarray, gt_uv: np.ndarray) -> dict:
         idx = [k for k in order if res.hands[k].side == side] or [k for k, h in enumerate(res.hands) if h.side == side]
         if idx:
             pred[s], uv[s], found[s] = res.hands[idx[0]].joints_3d, res.hands[idx[0]].joints_2d, True
+    found &= valid.any(1)  # a hand without ground truth (single-hand frames) is not scored
     m = valid & found[:, None]
     out = {"found": found}
     if m.any():
