@@ -1,18 +1,23 @@
-"""Hand detection and 2D/3D landmarks with MediaPipe Hands 0.10.21 (offline, CPU).
+"""Hand detection and 2D/3D landmarks with MediaPipe Hands 0.10.21's models (offline, CPU).
 
-1. The legacy ``mediapipe.solutions.hands`` pipeline (palm detector + landmark model) on the image.
-2. Where it finds fewer than two hands, or no left/right pair (closely interacting hands are where
-   the palm detector fails most), the landmark model alone (``hand_landmark_full.tflite`` shipped
-   in the wheel, run with ``ai-edge-litert``) is tried on square, rotated crops: around a user or
-   data-set box, and around every hand found (its partner is next to it; its orientation is unknown,
-   so the crops are tried upright and turned by 90, 180 and 270 degrees).
-3. Every crop result is *tracked* as MediaPipe tracks hands between video frames: the crop is
-   re-centred, re-sized and turned upright (wrist -> middle finger base) from its own landmarks and
-   the model is run again. A real hand is stable under this; a crop that saw parts of two hands
-   drifts onto one of them (usually the hand already found). The presence score rejects crops
-   without a hand.
-4. Two detections are the same hand when their landmarks overlap strongly (see :func:`overlap`);
-   the model's handedness output does not count there, as it is unreliable on overlapping hands.
+The two models shipped in the mediapipe wheel run directly with ``ai-edge-litert`` (mediapipe
+itself is imported only for the fallback in step 5):
+
+1. The palm detector (``palm_detection_full.tflite``) on the whole image (and, for an image far
+   from square, on square tiles along its long side), with a low score threshold; each palm becomes
+   MediaPipe's hand crop (turned upright, 2.6 x the palm box).
+2. The landmark model (``hand_landmark_full.tflite``) on each crop; every result is *tracked* as
+   MediaPipe tracks hands between video frames: re-cropped from its own landmarks (upright, 2 x the
+   palm-side landmarks, :func:`landmark_roi`) and run again. A real hand is stable under this; a
+   crop that saw parts of two hands, or fingers taken for a hand, drifts away and is dropped; the
+   presence score rejects crops without a hand.
+3. Where a hand has no partner of the other side next to it (closely interacting hands are where
+   the palm detector fails most): crops of a user or data-set box, then crops around the hand
+   (its partner is next to it; its orientation is unknown, so upright and turned by 90, 180 and
+   270 degrees), keeping the most confident distinct hand of the other side.
+4. Two detections are the same hand when their landmarks overlap strongly (:func:`overlap`); the
+   model's handedness output does not count there, as it is unreliable on overlapping hands.
+5. If nothing at all is found, MediaPipe's legacy ``mediapipe.solutions.hands`` pipeline.
 
 Handedness: the side of each hand is decided by the *chirality* of its metric 3D landmarks
 (:func:`chirality`: on which side of the palm plane, oriented by the index -> pinky direction, the
@@ -34,8 +39,6 @@ from ihmr.errors import IhmrError
 
 __all__ = ["HandDetection", "Detections", "HandDetector", "chirality", "chirality_side", "overlap", "landmark_roi"]
 
-#: Crop = this many times the hand's landmark extent (in the hand's upright frame).
-CROP_SCALE = 1.6
 #: Tracking crop (MediaPipe's hand_landmark_landmarks_to_roi): 2 x the palm-side landmarks' box,
 #: shifted by 0.1 of its height towards the fingers.
 ROI_SCALE, ROI_SHIFT = 2.0, 0.1
