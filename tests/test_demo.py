@@ -185,3 +185,36 @@ def test_perspective_2d_term_is_zero_at_the_projection():
     assert terms["2d"].abs().max() < 1e-12
     moved = objective_terms(joints + 0.01, torch.zeros(2, 2, 10, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64), tg, None, ("2d",))
     assert moved["2d"].min() > 0.01  # about 5 x 1 cm
+
+
+def test_render_then_refine_does_not_crash():
+    """ihmr demo renders image 1, then refines image 2: the optimiser then imports torch._dynamo and
+    triton, whose LLVM crashed when loaded after Mesa's EGL driver. The renderer loads triton first."""
+    code = (
+        "import numpy as np, torch\n"
+        "from ihmr.viz.render import MeshSpec, render_meshes\n"
+        "v = np.array([[0, 0, 1.0], [0.1, 0, 1.0], [0, 0.1, 1.0]]); f = np.array([[0, 1, 2], [0, 2, 1]])\n"
+        "K = np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]])\n"
+        "rgb, _, mask = render_meshes([MeshSpec(v, f)], K, (64, 64))\n"
+        "assert mask.any()\n"
+        "x = torch.zeros(3, requires_grad=True); opt = torch.optim.Adam([x], lr=0.1)\n"
+        "(x - 1).pow(2).sum().backward(); opt.step()\n"
+        "print('ok', round(float(x.detach()[0]), 3))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ok 0.1" in r.stdout, r.stderr[-2000:]
+
+
+def test_reconstructor_restores_torch_threads(reconstructor):
+    import torch
+
+    from ihmr.pipeline import NoHandsError
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(NoHandsError):
+            reconstructor(np.full((64, 64, 3), 40, np.uint8))
+        assert torch.get_num_threads() == 2 and reconstructor.threads == 1
+    finally:
+        torch.set_num_threads(prev)
