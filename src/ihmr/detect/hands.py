@@ -52,6 +52,8 @@ SAME_HAND, SAME_HAND_ALWAYS = 0.2, 0.1
 #: Two hands of one side whose landmark boxes overlap more than this (IoU) are one hand (a second
 #: detection of the same side cannot overlap it that much; MediaPipe's own palm NMS uses 0.3).
 SAME_SIDE_IOU = 0.3
+#: Most square tiles the palm detector sees of an image far from square (bounds its cost).
+MAX_TILES = 4
 #: Lowest palm-detector score proposed to the landmark model (MediaPipe's own default is 0.5).
 MIN_PALM_SCORE = 0.2
 #: A hand whose centre is within this many hand sizes of a hand of the other side has its partner
@@ -255,7 +257,7 @@ class HandDetector:
         views = [(0, 0, W, H)]
         short, long_ = min(H, W), max(H, W)
         if long_ > 1.25 * short:
-            n = int(np.ceil(long_ / short))
+            n = min(int(np.ceil(long_ / short)), MAX_TILES)
             for k in range(n):
                 o = int(round(k * (long_ - short) / (n - 1)))
                 views.append((o, 0, short, short) if W > H else (0, o, short, short))
