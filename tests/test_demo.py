@@ -64,24 +64,68 @@ def test_no_hands(reconstructor):
 
 
 def test_pipeline_on_bundled_example(reconstructor):
-    side = json.loads((EXAMPLES / "image44669.json").read_text())
-    res = reconstructor(EXAMPLES / "image44669.jpg", focal=side["focal"], boxes=side["boxes"])
-    assert {h.side for h in res.hands} == {"right", "left"} and len(res.pairs) == 1
+    """Clasped hands (image69148): both hands, each found once, on the right side of the body."""
+    from ihmr.detect.hands import overlap
+
+    side = json.loads((EXAMPLES / "image69148.json").read_text())
+    res = reconstructor(EXAMPLES / "image69148.jpg", focal=side["focal"], boxes=side["boxes"])
+    assert sorted(h.side for h in res.hands) == ["left", "right"] and len(res.pairs) == 1
+    right, left = res.hands[res.pairs[0].right], res.hands[res.pairs[0].left]
+    # Two hands, not one hand found twice (the landmark model's handedness flips on crops of one hand).
+    assert overlap(right.joints_2d, left.joints_2d) > 0.25
+    # The right forearm enters from the image's left, the left one from below (ground truth: right
+    # wrist at about (49, 242) px, left wrist at about (193, 260) px).
+    assert right.joints_2d[0, 0] < 100 < left.joints_2d[0, 0]
     p = res.pairs[0]
     assert p.max_p_mm_after <= p.max_p_mm_before and p.ave_p_mm_after <= p.ave_p_mm_before
     for h in res.hands:
         assert h.joints_3d.shape == (21, 3) and h.joints_2d.shape == (21, 2)
         assert 0.3 < h.joints_3d[0, 2] < 3.0  # metres in front of the camera
-        # The fitted joints project close to the detected landmarks.
+        # The fitted joints project close to the detected landmarks (hands of 100-160 px; in the
+        # clasp the metric landmarks fit their 2D landmarks less well than on open hands: 16 px).
         uvw = (res.K @ h.joints_3d.T).T
         err = np.linalg.norm(uvw[:, :2] / uvw[:, 2:] - h.joints_2d, axis=1).mean()
-        assert err < 15.0
+        assert err < 20.0
+
+
+def test_praying_hands_no_duplicate(reconstructor):
+    """Praying hands (image44669): the right hand hides behind the left one. Whatever is found, no
+    hand is reported twice under two sides (as crops of the left hand labelled "right" were)."""
+    from ihmr.detect.hands import SAME_HAND_ALWAYS, overlap
+
+    side = json.loads((EXAMPLES / "image44669.json").read_text())
+    det = reconstructor.detector(load_image(EXAMPLES / "image44669.jpg"), side["boxes"])
+    assert any(h.side == "left" for h in det.hands)
+    for i, a in enumerate(det.hands):
+        for b in det.hands[i + 1:]:
+            assert not reconstructor.detector._same(a, b) and overlap(a.landmarks_2d, b.landmarks_2d) > SAME_HAND_ALWAYS
+
+
+def test_two_frames_side_by_side(reconstructor):
+    """More than two real hands: the praying and the clasped frames side by side, no boxes. The
+    clasped pair is found and paired; the praying frame's left hand is found and left alone (its
+    partner is hidden); no pair across the two frames."""
+    import time
+
+    a, b = load_image(EXAMPLES / "image44669.jpg"), load_image(EXAMPLES / "image69148.jpg")
+    img = np.concatenate([a, b], 1)
+    W = a.shape[1]
+    t0 = time.perf_counter()
+    res = reconstructor(img, focal=1265.0)
+    assert time.perf_counter() - t0 < 15.0
+    half = [int(h.joints_2d[:, 0].mean() >= W) for h in res.hands]
+    sides = sorted((half[k], h.side) for k, h in enumerate(res.hands))
+    assert sides == [(0, "left"), (1, "left"), (1, "right")]
+    assert len(res.pairs) == 1
+    p = res.pairs[0]
+    assert half[p.right] == half[p.left] == 1
+    assert any("without a partner: left" in n for n in res.notes)
 
 
 def test_demo_cli_batch_resume_and_failures(tmp_path):
     src = tmp_path / "imgs"
     src.mkdir()
-    for f in ("image44669.jpg", "image44669.json"):
+    for f in ("image69148.jpg", "image69148.json"):
         (src / f).write_bytes((EXAMPLES / f).read_bytes())
     (src / "broken.jpg").write_text("junk")
     out = tmp_path / "out"
@@ -89,13 +133,13 @@ def test_demo_cli_batch_resume_and_failures(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 1  # one image failed
     assert "broken.jpg: " in r.stderr and "Traceback" not in r.stderr
-    doc = json.loads((out / "image44669" / "result.json").read_text())
+    doc = json.loads((out / "image69148" / "result.json").read_text())
     assert doc["complete"] and len(doc["hands"]) == 2 and len(doc["pairs"]) == 1
     h = doc["hands"][0]
     assert {"side", "score", "joints_3d", "joints_2d", "params"} <= set(h) and np.array(h["joints_3d"]).shape == (21, 3)
     assert {"ave_p_mm_before", "max_p_mm_before", "ave_p_mm_after", "max_p_mm_after", "right", "left"} <= set(doc["pairs"][0])
     for f in ("overlay.png", "views.png", "hands.glb", "right.obj", "left.obj"):
-        assert (out / "image44669" / f).is_file()
+        assert (out / "image69148" / f).is_file()
     assert not list(out.rglob("*.tmp"))
     (src / "broken.jpg").unlink()
     r2 = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
@@ -106,8 +150,8 @@ def test_one_hand_and_three_hands(reconstructor, monkeypatch):
     """Lone hands are reconstructed alone and said so; a third hand far away stays unpaired."""
     from ihmr.detect.hands import Detections
 
-    side = json.loads((EXAMPLES / "image44669.json").read_text())
-    img = load_image(EXAMPLES / "image44669.jpg")
+    side = json.loads((EXAMPLES / "image69148.json").read_text())
+    img = load_image(EXAMPLES / "image69148.jpg")
     found = reconstructor.detector(img, side["boxes"]).hands
     left = next(h for h in found if h.side == "left")
     monkeypatch.setattr(reconstructor, "detector", lambda image, boxes=(): Detections([left], ["stub"]))
@@ -141,3 +185,36 @@ def test_perspective_2d_term_is_zero_at_the_projection():
     assert terms["2d"].abs().max() < 1e-12
     moved = objective_terms(joints + 0.01, torch.zeros(2, 2, 10, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64), tg, None, ("2d",))
     assert moved["2d"].min() > 0.01  # about 5 x 1 cm
+
+
+def test_render_then_refine_does_not_crash():
+    """ihmr demo renders image 1, then refines image 2: the optimiser then imports torch._dynamo and
+    triton, whose LLVM crashed when loaded after Mesa's EGL driver. The renderer loads triton first."""
+    code = (
+        "import numpy as np, torch\n"
+        "from ihmr.viz.render import MeshSpec, render_meshes\n"
+        "v = np.array([[0, 0, 1.0], [0.1, 0, 1.0], [0, 0.1, 1.0]]); f = np.array([[0, 1, 2], [0, 2, 1]])\n"
+        "K = np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]])\n"
+        "rgb, _, mask = render_meshes([MeshSpec(v, f)], K, (64, 64))\n"
+        "assert mask.any()\n"
+        "x = torch.zeros(3, requires_grad=True); opt = torch.optim.Adam([x], lr=0.1)\n"
+        "(x - 1).pow(2).sum().backward(); opt.step()\n"
+        "print('ok', round(float(x.detach()[0]), 3))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ok 0.1" in r.stdout, r.stderr[-2000:]
+
+
+def test_reconstructor_restores_torch_threads(reconstructor):
+    import torch
+
+    from ihmr.pipeline import NoHandsError
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(NoHandsError):
+            reconstructor(np.full((64, 64, 3), 40, np.uint8))
+        assert torch.get_num_threads() == 2 and reconstructor.threads == 1
+    finally:
+        torch.set_num_threads(prev)

@@ -125,16 +125,33 @@ def _root_translation(world: np.ndarray, uv: np.ndarray, K: np.ndarray) -> np.nd
 class Reconstructor:
     """Holds the models (hand model, detector) for reconstructing many images."""
 
-    def __init__(self, model: str = "open", refine: bool = True, iterations: int = 30) -> None:
+    def __init__(self, model: str = "open", refine: bool = True, iterations: int = 30, threads: Optional[int] = 1) -> None:
+        """``threads``: torch threads while reconstructing (None: leave torch's setting). One image's
+        tensors are small (two hands, a few thousand vertices), so intra-op threads only add
+        synchronisation, which costs 10-100x on a CPU shared with other processes."""
         import ihmr
+        import ihmr.collision.exact  # noqa: F401 - what reconstructing uses, imported now, not mid-image
+        import ihmr.refine  # noqa: F401
+        import ihmr.stage1  # noqa: F401
         from ihmr.detect.hands import HandDetector
 
         self.hands = ihmr.TwoHands(model, dtype=torch.float64)
         self.detector = HandDetector()
         self.refine = refine
         self.iterations = iterations
+        self.threads = threads
 
     def __call__(self, image, focal: Optional[float] = None, boxes: Sequence[Sequence[float]] = ()) -> Result:
+        if self.threads is None:
+            return self._reconstruct(image, focal, boxes)
+        prev = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._reconstruct(image, focal, boxes)
+        finally:
+            torch.set_num_threads(prev)
+
+    def _reconstruct(self, image, focal: Optional[float], boxes: Sequence[Sequence[float]]) -> Result:
         from ihmr.collision.exact import penetration_depths
         from ihmr.joint_order import convert
         from ihmr.refine import RefineConfig, refine_opt

@@ -34,10 +34,12 @@ class MeshSpec:
 def _pyrender():
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     # torch's optimisers import torch._dynamo and with it triton, whose bundled LLVM crashes when it
-    # is loaded after Mesa's (llvmpipe) EGL driver: load it first.
+    # is loaded after Mesa's (llvmpipe) EGL driver: load triton first (0.1 s; all of torch._dynamo
+    # takes ~1.4 s, which the first image paid even when nothing was refined). Checked: render, then
+    # an Adam step, crashes without this and runs with it.
     try:
-        import torch._dynamo  # noqa: F401
-    except Exception:  # pragma: no cover - a torch build without dynamo
+        import triton  # noqa: F401
+    except Exception:  # pragma: no cover - no triton installed: nothing to protect
         pass
     try:
         import pyrender  # noqa: F401

@@ -1,0 +1,171 @@
+"""The demo pipeline on the two bundled InterHand2.6M frames against their ground-truth 3D joints.
+
+Run (from the project root)::
+
+    PYTHONPATH=src PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/bench_demo.py [--data DIR] [--no-box] [--write DIR]
+
+Per frame: hands found (side and source), MPJPE (per-hand wrist aligned, right / left / both) and
+I-MPJPE of the final 3D joints (``ihmr.metrics``), the mean 2D error of the detected landmarks
+against the projected ground truth, AVE-P / MAX-P before -> after refinement, and time per stage.
+A side that was not found is left out of MPJPE (and I-MPJPE needs both). Also prints the model
+loading time, the first image's time and the steady-state time (the frames run a second time);
+with ``--write`` these include writing the outputs (rendering), as ``ihmr demo`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "src" / "ihmr" / "examples"
+DATA = ROOT.parent / "shared" / "data" / "interhand26m_sample"
+FRAMES = ("image44669", "image69148")
+EXTRA_FRAMES = ("image2017", "image29590")  # single hands, not bundled
+
+
+def image_path(data: Path, stem: str) -> Path:
+    return EXAMPLES / f"{stem}.jpg" if stem in FRAMES else data / f"{stem}.jpg"
+
+
+def sidecar(data: Path, stem: str) -> dict:
+    """The bundled sidecar, or the same built from the annotation (box) and camera (focal)."""
+    if stem in FRAMES:
+        return json.loads((EXAMPLES / f"{stem}.json").read_text())
+    d = json.loads((data / "test_interhand2.6m_data.json").read_text())
+    im = next(i for i in d["images"] if i["file_name"] == stem + ".jpg")
+    ann = next(a for a in d["annotations"] if a["image_id"] == im["id"])
+    cam = json.loads((data / "test_interhand2.6m_camera.json").read_text())[str(im["capture"])]
+    return {"boxes": [ann["bbox"]], "focal": float(np.mean(cam["focal"][im["camera"]]))}
+
+
+def ground_truth(data: Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Joints ``(2, 21, 3)`` metres in camera coordinates (MANO order, 0 = right), valid ``(2, 21)``,
+    and the 2D projection ``(2, 21, 2)`` pixels with the data set's intrinsics."""
+    from ihmr.joint_order import to_two_hand
+
+    d = json.loads((data / "test_interhand2.6m_data.json").read_text())
+    im = next(i for i in d["images"] if i["file_name"] == stem + ".jpg")
+    cam = json.loads((data / "test_interhand2.6m_camera.json").read_text())[str(im["capture"])]
+    c = im["camera"]
+    R = np.array(cam["camrot"][c], np.float64)
+    pos = np.array(cam["campos"][c], np.float64)
+    f, pp = np.array(cam["focal"][c], np.float64), np.array(cam["princpt"][c], np.float64)
+    j = json.loads((data / "test_interhand2.6m_joint_3d.json").read_text())[str(im["capture"])][str(im["frame_idx"])]
+    world = np.array(j["world_coord"], np.float64)  # (42, 3) mm
+    cam_mm = (R @ (world - pos).T).T
+    valid = np.array(j["joint_valid"], bool).reshape(42)
+    X = to_two_hand(cam_mm / 1000.0, "interhand")
+    uv = X[..., :2] / X[..., 2:] * f + pp
+    return X, to_two_hand(valid, "interhand", axis=-1), uv
+
+
+def evaluate(res, gt: np.ndarray, valid: np.ndarray, gt_uv: np.ndarray) -> dict:
+    from ihmr.metrics import i_mpjpe, mpjpe
+
+    pred = np.zeros((2, 21, 3))
+    uv = np.zeros((2, 21, 2))
+    found = np.zeros(2, bool)
+    # The paired hands if there is a pair, else the best-scoring hand of each side.
+    order = [res.pairs[0].right, res.pairs[0].left] if res.pairs else []
+    for s, side in enumerate(("right", "left")):
+        idx = [k for k in order if res.hands[k].side == side] or [k for k, h in enumerate(res.hands) if h.side == side]
+        if idx:
+            pred[s], uv[s], found[s] = res.hands[idx[0]].joints_3d, res.hands[idx[0]].joints_2d, True
+    found &= valid.any(1)  # a hand without ground truth (single-hand frames) is not scored
+    m = valid & found[:, None]
+    out = {"found": found}
+    if m.any():
+        e = mpjpe(pred[None], gt[None], m[None]).value
+        per = [mpjpe(pred[None], gt[None], (m & (np.arange(2)[:, None] == s))[None]).value if found[s] else float("nan") for s in range(2)]
+        out.update(mpjpe=e, mpjpe_r=per[0], mpjpe_l=per[1])
+        out["err2d"] = [float(np.linalg.norm(uv[s] - gt_uv[s], axis=1).mean()) if found[s] else float("nan") for s in range(2)]
+    if found.all():
+        out["i_mpjpe"] = i_mpjpe(pred[None], gt[None], m[None]).value
+    return out
+
+
+def fmt(x, spec=".1f") -> str:
+    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, spec)
+
+
+def main(argv=None) -> int:
+    import warnings
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA, help="the InterHand2.6M sample folder")
+    ap.add_argument("--no-box", action="store_true", help="also run without the data set's box")
+    ap.add_argument("--all", action="store_true", help="also the sample's two single-hand frames (box and focal from the annotation)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the process (the pipeline may set its own)")
+    ap.add_argument("--write", type=Path, default=None, help="also write the outputs (overlay, views, meshes, JSON) here and time them")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    if not args.data.is_dir():
+        print(f"bench_demo: {args.data} not found", file=sys.stderr)
+        return 2
+    t_start = time.perf_counter()
+    c_start = time.process_time()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from ihmr.pipeline import Reconstructor, load_image
+
+    t_import = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    rec = Reconstructor()
+    t_load = time.perf_counter() - t0
+    modes = [True, False] if args.no_box else [True]
+    frames = FRAMES + (EXTRA_FRAMES if args.all else ())
+    rows, first, steady = [], None, []
+    for rep in range(2):
+        for use_box in modes:
+            for stem in frames:
+                side, img = sidecar(args.data, stem), load_image(image_path(args.data, stem))
+                t0 = time.perf_counter()
+                try:
+                    res = rec(img, focal=side["focal"], boxes=side["boxes"] if use_box else ())
+                    if args.write is not None:
+                        from ihmr.cli.demo import write_outputs
+
+                        tw = time.perf_counter()
+                        write_outputs(args.write / f"{stem}_{'box' if use_box else 'nobox'}", img, res, {"image": stem})
+                        res.timings_s["write"] = time.perf_counter() - tw
+                except Exception as e:  # noqa: BLE001 - a benchmark row, not a crash
+                    res, err = None, f"{type(e).__name__}: {e}".split(" (tried")[0]
+                dt = time.perf_counter() - t0
+                if first is None:
+                    first = dt
+                elif rep == 1:
+                    steady.append(dt)
+                if rep == 1:
+                    continue
+                gt, valid, gt_uv = ground_truth(args.data, stem)
+                if res is None:
+                    rows.append((stem, "box" if use_box else "none", err, *["-"] * 7, f"{dt:.2f}", "-"))
+                    continue
+                ev = evaluate(res, gt, valid, gt_uv)
+                hands = ", ".join(f"{h.side[0].upper()}:{h.source}" for h in res.hands)
+                pen = "; ".join(f"{p.ave_p_mm_before:.2f}/{p.max_p_mm_before:.1f} -> {p.ave_p_mm_after:.2f}/{p.max_p_mm_after:.1f}" for p in res.pairs) or "-"
+                stages = " ".join(f"{k} {v:.2f}" for k, v in res.timings_s.items())
+                e2 = ev.get("err2d", [float("nan")] * 2)
+                rows.append((stem, "box" if use_box else "none", f"{len(res.hands)} ({hands})", fmt(ev.get("mpjpe")),
+                             fmt(ev.get("mpjpe_r")), fmt(ev.get("mpjpe_l")), fmt(ev.get("i_mpjpe")),
+                             f"{fmt(e2[0])} / {fmt(e2[1])}", pen, str(len(res.pairs)), f"{dt:.2f}", stages))
+    print("| image | box | hands found (side:source) | MPJPE mm | R | L | I-MPJPE mm | 2D err px R / L | AVE-P/MAX-P mm before -> after | pairs | s | stages s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print(f"\nimports {t_import:.2f} s, model loading {t_load:.2f} s, first image {first:.2f} s, "
+          f"steady state {np.mean(steady):.2f} s per image (mean of {len(steady)}, max {np.max(steady):.2f} s); "
+          f"torch threads {torch.get_num_threads()}; process CPU time {time.process_time() - c_start:.1f} s, "
+          f"wall {time.perf_counter() - t_start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
