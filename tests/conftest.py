@@ -22,6 +22,14 @@ def two_hands64():
     return ihmr.TwoHands("open", dtype=torch.float64)
 
 
+@pytest.fixture(scope="session")
+def synth12(two_hands64):
+    """12 synthetic pairs (seed 3): ground truth in contact, a colliding simulated stage I."""
+    from ihmr.data.synthetic import make_synthetic
+
+    return make_synthetic(12, seed=3, hands=two_hands64, progress=False)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -218,3 +218,32 @@ def test_reconstructor_restores_torch_threads(reconstructor):
         assert torch.get_num_threads() == 2 and reconstructor.threads == 1
     finally:
         torch.set_num_threads(prev)
+
+
+def test_mlp_refinement_in_the_pipeline(monkeypatch):
+    """``refine="mlp"``: a colliding pair (a left hand made by mirroring the right hand's landmarks
+    20 px to the side) is refined by the shipped MLP refiners with verification."""
+    import copy
+
+    from ihmr.detect.hands import Detections
+    from ihmr.pipeline import Reconstructor
+
+    rec = Reconstructor(refine="mlp")
+    side = json.loads((EXAMPLES / "image69148.json").read_text())
+    img = load_image(EXAMPLES / "image69148.jpg")
+    found = rec.detector(img, side["boxes"]).hands
+    right = next(h for h in found if h.side == "right")
+    left = copy.deepcopy(next(h for h in found if h.side == "left"))
+    left.world = right.world * np.array([-1.0, 1.0, 1.0])
+    c = right.landmarks_2d.mean(0)
+    left.landmarks_2d = (right.landmarks_2d - c) * np.array([-1.0, 1.0]) + c + np.array([20.0, 0.0])
+    monkeypatch.setattr(rec, "detector", lambda image, boxes=(): Detections([right, left], ["stub"]))
+    res = rec(img, focal=side["focal"])
+    (pair,) = res.pairs
+    assert pair.max_p_mm_before > 1.0
+    assert set(pair.accepted) == {"tau", "phi", "theta", "beta"} and any(pair.accepted.values())
+    assert pair.ave_p_mm_after < 0.8 * pair.ave_p_mm_before
+    with pytest.raises(InputError, match="not found"):
+        Reconstructor(refine="mlp", refiner="/nonexistent/refiner.pt")
+    with pytest.raises(InputError, match="refine must be"):
+        Reconstructor(refine="fast")

@@ -19,13 +19,13 @@ FAST = dict(iterations=15, snapshot_every=5)
 
 
 @pytest.fixture(scope="module")
-def hands():
-    return ihmr.TwoHands(dtype=torch.float64)
+def hands(two_hands64):
+    return two_hands64
 
 
 @pytest.fixture(scope="module")
-def synth(hands):
-    return make_synthetic(12, seed=3, hands=hands, progress=False)
+def synth(synth12):
+    return synth12
 
 
 def _refine(hands, data, **kw):

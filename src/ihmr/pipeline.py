@@ -125,8 +125,12 @@ def _root_translation(world: np.ndarray, uv: np.ndarray, K: np.ndarray) -> np.nd
 class Reconstructor:
     """Holds the models (hand model, detector) for reconstructing many images."""
 
-    def __init__(self, model: str = "open", refine: bool = True, iterations: int = 30, threads: Optional[int] = 1) -> None:
-        """``threads``: torch threads while reconstructing (None: leave torch's setting). One image's
+    def __init__(self, model: str = "open", refine: Union[bool, str] = True, iterations: int = 30,
+                 threads: Optional[int] = 1, refiner: Union[str, Path] = "default") -> None:
+        """``refine``: ``"opt"`` (or ``True``, the default) for the OPT refinement, ``"mlp"`` for the
+        learned refiners (``refiner``: a checkpoint, ``"default"`` = the shipped ones), ``"none"``
+        (or ``False``) to skip it. ``iterations``: OPT steps per factor.
+        ``threads``: torch threads while reconstructing (None: leave torch's setting). One image's
         tensors are small (two hands, a few thousand vertices), so intra-op threads only add
         synchronisation, which costs 10-100x on a CPU shared with other processes."""
         import ihmr
@@ -137,7 +141,15 @@ class Reconstructor:
 
         self.hands = ihmr.TwoHands(model, dtype=torch.float64)
         self.detector = HandDetector()
-        self.refine = refine
+        mode = {True: "opt", False: "none"}.get(refine, refine) if isinstance(refine, bool) else str(refine)
+        if mode not in ("opt", "mlp", "none"):
+            raise InputError(f"refine must be 'opt', 'mlp' or 'none', got {refine!r}")
+        self.refine = mode
+        self.refiner = None
+        if mode == "mlp":
+            from ihmr.refine.mlp import load_refiner
+
+            self.refiner = load_refiner(refiner, self.hands)
         self.iterations = iterations
         self.threads = threads
 
@@ -235,10 +247,16 @@ class Reconstructor:
         persp = torch.tensor([[f, cx, cy, *wr]], dtype=dt)
         cam = torch.tensor([[1.0, 0.0, 0.0]], dtype=dt)  # unused with a perspective camera
         accepted = {}
-        if self.refine and d0.max() > 0:
-            res = refine_opt(self.hands, params, from_two_hand(j3d, "mano"), from_two_hand(j2d, "mano"), cam,
-                             RefineConfig(iterations=self.iterations, snapshot_every=10, e3d_slack=E3D_SLACK),
-                             progress=False, persp=persp)
+        if self.refine != "none" and d0.max() > 0:
+            if self.refine == "mlp":
+                from ihmr.refine.mlp import MLPRefineConfig, refine_mlp
+
+                res = refine_mlp(self.hands, params, from_two_hand(j3d, "mano"), from_two_hand(j2d, "mano"), self.refiner,
+                                 config=MLPRefineConfig(e3d_slack=E3D_SLACK), progress=False)
+            else:
+                res = refine_opt(self.hands, params, from_two_hand(j3d, "mano"), from_two_hand(j2d, "mano"), cam,
+                                 RefineConfig(iterations=self.iterations, snapshot_every=10, e3d_slack=E3D_SLACK),
+                                 progress=False, persp=persp)
             params = res.params
             accepted = {k: bool(v[0]) for k, v in res.accepted.items()}
         out = self.hands(**params)

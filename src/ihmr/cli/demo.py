@@ -24,7 +24,10 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--out", default="out", help="output folder; one subfolder per image (default: out)")
     p.add_argument("--focal", type=float, default=None, help="focal length in pixels (default: from a sidecar JSON, else 1.2 x the longer side)")
     p.add_argument("--box", default=None, help="x,y,w,h region holding the hands (helps closely interacting hands)")
-    p.add_argument("--no-refine", action="store_true", help="skip the collision refinement")
+    p.add_argument("--refine", choices=["opt", "mlp", "none"], default="opt",
+                   help="collision refinement: OPT (gradient optimisation, default), the learned MLP refiners, or none")
+    p.add_argument("--refiner", default="default", help="MLP refiner checkpoint for --refine mlp (default: the shipped ones)")
+    p.add_argument("--no-refine", action="store_true", help="same as --refine none")
     p.add_argument("--resume", action="store_true", help="skip images whose results are complete")
     p.add_argument("--model", default="open", help="'open' or a folder with the MANO pickles")
     p.set_defaults(func=_cmd_demo)
@@ -220,9 +223,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             boxes = [box] if box else side.get("boxes", [])
             focal = args.focal or side.get("focal")
             if rec is None:
-                rec = Reconstructor(args.model, refine=not args.no_refine)
+                rec = Reconstructor(args.model, refine="none" if args.no_refine else args.refine, refiner=args.refiner)
             res = rec(image, focal=focal, boxes=boxes)
-            doc = write_outputs(folder, image, res, {"image": str(img_path), "model": args.model})
+            doc = write_outputs(folder, image, res, {"image": str(img_path), "model": args.model, "refine": "none" if args.no_refine else args.refine})
             n = len(res.hands)
             pen = "; ".join(f"{p['ave_p_mm_before']:.2f}/{p['max_p_mm_before']:.1f} -> {p['ave_p_mm_after']:.2f}/{p['max_p_mm_after']:.1f}" for p in doc["pairs"])
             status = "ok" if res.pairs else ("one hand only" if n == 1 else "no pair")

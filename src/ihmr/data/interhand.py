@@ -639,6 +639,14 @@ def _load_cache(path: Path, key: str) -> Optional[tuple[dict[str, np.ndarray], l
 
 
 # ------------------------------------------------------------------------------------------- load
+def default_cache_dir() -> Path:
+    """``$IHMR_CACHE/interhand`` or ``~/.cache/ihmr/interhand``."""
+    import os
+
+    root = os.environ.get("IHMR_CACHE") or (Path.home() / ".cache" / "ihmr")
+    return Path(root) / "interhand"
+
+
 def load_interhand(
     source: Union[PathLike, InterHandFiles],
     split: str = "test",
@@ -655,8 +663,8 @@ def load_interhand(
         source: the annotation folder (see :func:`find_split_files`), a ``*_data.json`` file (the
             other files beside it with the same prefix), or explicit :class:`InterHandFiles`.
         split, prefix, image_root, mano: passed to :func:`find_split_files` when ``source`` is a folder.
-        cache_dir: where the ``.npz`` cache lives: None = beside the annotation files (no cache if
-            that folder is not writable), ``False`` = no cache.
+        cache_dir: where the ``.npz`` cache lives: None = ``$IHMR_CACHE`` or ``~/.cache/ihmr/interhand``
+            (never beside the annotations, which are often shared or read-only), ``False`` = no cache.
         check_images: skip (and report) samples whose image file does not exist.
         warn: emit a :class:`UserWarning` summarising the skipped samples.
 
@@ -680,7 +688,7 @@ def load_interhand(
     key = _cache_key(files)
     cdir: Optional[Path] = None
     if cache_dir is not False:
-        cdir = Path(cache_dir) if cache_dir is not None else files.data.parent
+        cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     loaded = _load_cache(_cache_path(files, cdir, key), key) if cdir is not None and _cache_path(files, cdir, key).is_file() else None
     from_cache = loaded is not None
     if loaded is not None:

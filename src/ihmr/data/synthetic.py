@@ -45,6 +45,7 @@ __all__ = [
     "NPZ_KEYS",
     "SyntheticSet",
     "make_synthetic",
+    "resimulate",
     "save_npz",
     "load_npz",
 ]
@@ -68,6 +69,7 @@ NPZ_KEYS = {
     "gt_j3d": "(N, 42, 3) ground-truth joints (m), same frame as j3d",
     "valid": "(N, 42) bool, joint validity",
     "contact": "(N,) int index into CONTACTS",
+    "gt_sep": "(N, 3) unit direction along which the left hand was slid to first contact (optional)",
     "meta": "JSON string: seed, sigma_mm, model, CONTACTS",
 }
 
@@ -92,9 +94,18 @@ class SyntheticSet:
     valid: Tensor
     contact: Tensor
     meta: dict = field(default_factory=dict)
+    sep: Optional[Tensor] = None  # (N, 3) separation direction of the ground-truth placement
 
     def __len__(self) -> int:
         return int(self.cam.shape[0])
+
+    def subset(self, idx: Tensor) -> "SyntheticSet":
+        """The samples ``idx`` (an index tensor)."""
+        return SyntheticSet(
+            gt={k: v[idx] for k, v in self.gt.items()}, pred={k: v[idx] for k, v in self.pred.items()},
+            cam=self.cam[idx], j3d=self.j3d[idx], j2d=self.j2d[idx], gt_j3d=self.gt_j3d[idx], valid=self.valid[idx],
+            contact=self.contact[idx], meta=dict(self.meta), sep=None if self.sep is None else self.sep[idx],
+        )
 
 
 #: Spread direction per MANO finger joint 1..15 (index and thumb towards the thumb side, pinky and
@@ -277,7 +288,18 @@ def _simulate_predictions(hands: TwoHands, gt: dict, sigma_mm: float, g: torch.G
         pred=dict(beta=beta, phi=phi, theta=theta, tau=tau),
         cam=cam_pred, j3d=j3d, j2d=j2d, gt_j3d=gt_j, valid=torch.ones(n, 42, dtype=torch.bool),
         contact=gt["kind"], meta=dict(seed=seed, sigma_mm=sigma_mm, model=hands.model_name, contacts=list(CONTACTS)),
+        sep=gt["sep"],
     )
+
+
+def resimulate(hands: TwoHands, data: SyntheticSet, sigma_mm: float, seed: int) -> SyntheticSet:
+    """The same ground truth with a fresh simulated stage I and joint head (seeded): a cheap way to
+    draw new training inputs for the learned refiners. Needs ``data.sep``."""
+    if data.sep is None:
+        raise InputError("this synthetic set has no separation directions (gt_sep); regenerate it with make_synthetic")
+    g = torch.Generator().manual_seed(seed)
+    gt = dict(data.gt, kind=data.contact, sep=data.sep)
+    return _simulate_predictions(hands, gt, sigma_mm, g, seed)
 
 
 def save_npz(path: str | Path, data: SyntheticSet) -> Path:
@@ -288,6 +310,8 @@ def save_npz(path: str | Path, data: SyntheticSet) -> Path:
     arrays.update({f"gt_{k}": v.numpy() for k, v in data.gt.items()})
     arrays.update(cam=data.cam.numpy(), j3d=data.j3d.numpy(), j2d=data.j2d.numpy(), gt_j3d=data.gt_j3d.numpy(),
                   valid=data.valid.numpy(), contact=data.contact.numpy(), meta=np.array(json.dumps(data.meta)))
+    if data.sep is not None:
+        arrays["gt_sep"] = data.sep.numpy()
     path = Path(path)
     with atomic_write(path) as fh:
         np.savez_compressed(fh, **arrays)
@@ -308,4 +332,5 @@ def load_npz(path: str | Path) -> SyntheticSet:
         valid=t("valid") if "valid" in d else torch.ones(n, 42, dtype=torch.bool),
         contact=t("contact") if "contact" in d else torch.zeros(n, dtype=torch.long),
         meta=json.loads(str(d["meta"])) if "meta" in d else {},
+        sep=t("gt_sep") if "gt_sep" in d else None,
     )

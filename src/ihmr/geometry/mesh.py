@@ -1,4 +1,5 @@
-"""Small triangle-mesh utilities (numpy): boundary loops, hole capping, closedness, volume.
+"""Small triangle-mesh utilities: boundary loops, hole capping, closedness, volume (numpy), and
+batched vertex normals (torch).
 
 Faces are ``(F, 3)`` integer arrays of vertex indices, counter-clockwise seen from outside
 (outward normals); vertices are ``(V, 3)`` float arrays (metres).
@@ -7,6 +8,7 @@ Faces are ``(F, 3)`` integer arrays of vertex indices, counter-clockwise seen fr
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ihmr.errors import InputError
 
@@ -17,6 +19,7 @@ __all__ = [
     "face_normals",
     "face_areas",
     "signed_volume",
+    "vertex_normals",
 ]
 
 
@@ -206,3 +209,51 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     when inward (independent of the origin only for closed meshes)."""
     t = np.asarray(vertices)[..., np.asarray(faces), :]
     return np.einsum("...i,...i->...", t[..., 0, :], np.cross(t[..., 1, :], t[..., 2, :])).sum(-1) / 6.0
+
+
+_INCIDENT: dict = {}
+
+
+def _incident_faces(faces: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``(len(ids), K)`` indices of the faces around each vertex of ``ids``, padded with ``F``
+    (cached per mesh and vertex set)."""
+    f = faces.cpu().long()
+    key = (f.numpy().tobytes(), ids.cpu().long().numpy().tobytes())
+    if key in _INCIDENT:
+        return _INCIDENT[key]
+    fid = torch.arange(f.shape[0]).repeat_interleave(3)
+    vid = f.reshape(-1)
+    pos = torch.full((int(vid.max()) + 1,), -1, dtype=torch.long)
+    pos[ids.cpu()] = torch.arange(len(ids))
+    keep = pos[vid] >= 0
+    row, col_face = pos[vid[keep]], fid[keep]
+    order = torch.argsort(row, stable=True)
+    row, col_face = row[order], col_face[order]
+    counts = torch.bincount(row, minlength=len(ids))
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(row)) - start[row]
+    out = torch.full((len(ids), max(int(counts.max()), 1)), f.shape[0], dtype=torch.long)
+    out[row, slot] = col_face
+    if len(_INCIDENT) > 16:
+        _INCIDENT.clear()
+    _INCIDENT[key] = out
+    return out
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Area-weighted unit vertex normals of ``vertices (B, V, 3)`` with ``faces (F, 3)`` (torch,
+    differentiable): ``(B, V, 3)``, or ``(B, len(ids), 3)`` for the vertices ``ids`` only (only
+    their faces are visited). Vertices in no face get a zero normal."""
+    f = torch.as_tensor(faces, device=vertices.device).long()
+    if ids is not None:
+        inc = _incident_faces(f, torch.as_tensor(ids)).to(vertices.device)
+        f = torch.cat([f, f.new_zeros(1, 3)])[inc]  # (n, K, 3); padding: a degenerate face, zero normal
+    t = vertices[:, f]  # (B, ..., 3, 3)
+    fn = torch.linalg.cross(t[..., 1, :] - t[..., 0, :], t[..., 2, :] - t[..., 0, :])  # |fn| = 2 area
+    if ids is not None:
+        n = fn.sum(-2)
+    else:
+        n = vertices.new_zeros(vertices.shape)
+        for k in range(3):  # three corners: a fixed, tiny loop
+            n = n.index_add(1, f[:, k], fn)
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)

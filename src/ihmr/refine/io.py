@@ -22,7 +22,7 @@ REQUIRED = {
     "j2d": (None, 42, 2),
 }
 GT_KEYS = {"gt_beta": (None, 2, 10), "gt_phi": (None, 2, 3), "gt_theta": (None, 2, 45), "gt_tau": (None, 3), "gt_j3d": (None, 42, 3)}
-OPTIONAL = {"valid": (None, 42), "contact": (None,)}
+OPTIONAL = {"valid": (None, 42), "contact": (None,), "gt_sep": (None, 3)}
 
 
 def read_refine_input(path: str | Path, require_gt: bool = False) -> dict[str, np.ndarray]:

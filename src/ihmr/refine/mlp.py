@@ -1,0 +1,441 @@
+"""IHMR-MLP: learned per-factor refiners with verification (Sec. 3.3.2, A.4).
+
+One MLP per factor (tau, phi, theta, beta; layers 512-256-128-K, ReLU, near-zero initialised
+residual output) proposes a correction of its factor; verification keeps it for a sample only if
+both the collision error and the 3D-joint error against the joint head strictly decrease, so
+collision-free samples are never changed (reference_notes, "MLP refiners").
+
+Input of every MLP (``(B, D)``, standardised with statistics stored in the checkpoint):
+
+==========================  =====  =====================================================
+part                         size   content
+==========================  =====  =====================================================
+parameters                   119   beta (2x10), phi (2x3), theta (2x45), tau (3)
+joint-head 3D joints         126   ``(2, 21, 3)`` m, right wrist at the origin
+joint-head 2D joints          84   ``(2, 21, 2)`` centred on their mean, divided by their extent
+current 3D joints            126   forward kinematics of the current parameters (right-wrist aligned)
+joint-head - current         126   the residual the refiner should explain
+collision                      8   per hand: proxy depth sum, and the direction out of the other hand
+image feature                  F   stage-I feature when a network is used (``feature_dim``, else 0)
+==========================  =====  =====================================================
+
+The 2D joints are normalised per sample so the same refiners serve weak-perspective inputs
+(normalised coordinates) and the image demo (pixels); the camera is not an input. The collision
+part and the verification use the sphere proxy (:mod:`ihmr.collision.spheres`), which makes the
+refiner hundreds of times faster than exact penetration; ``collision="exact"`` verifies with exact
+depths instead (slow, for checking).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ihmr.collision.spheres import SphereProxy, build_sphere_proxy, proxy_collision
+from ihmr.errors import InputError
+from ihmr.handmodel.two_hands import TwoHands
+from ihmr.joint_order import to_two_hand
+from ihmr.geometry.rotations import axis_angle_to_matrix
+from ihmr.refine.factorized import FACTORS, RefineResult
+from ihmr.refine.objective import joint_error
+
+__all__ = [
+    "FACTOR_DIMS",
+    "INPUT_DIM",
+    "MLPRefinerConfig",
+    "FactorMLP",
+    "MLPRefiner",
+    "MLPRefineConfig",
+    "PairState",
+    "refine_mlp",
+    "load_refiner",
+    "default_refiner_path",
+]
+
+#: Output size K of each factor's MLP (both hands).
+FACTOR_DIMS = {"tau": 3, "phi": 6, "theta": 90, "beta": 20}
+#: Input size without the image feature.
+INPUT_DIM = 119 + 126 + 84 + 126 + 126 + 8
+#: Residual units: the MLP output is multiplied by these (m, rad, rad, shape units).
+OUTPUT_SCALE = {"tau": 0.01, "phi": 0.05, "theta": 0.05, "beta": 0.2}
+CHECKPOINT_FORMAT = "ihmr-mlp-refiner"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class MLPRefinerConfig:
+    """Architecture facts stored in a checkpoint (plain types only).
+
+    Attributes:
+        feature_dim: size of the stage-I image feature (0: none, the MediaPipe + IK path).
+        hidden: hidden layer widths.
+        model: hand model name the refiners were trained for ("open" or "mano").
+        num_betas: shape parameters per hand.
+        info: free-form training facts (data, seed, epochs, figures).
+    """
+
+    feature_dim: int = 0
+    hidden: tuple[int, ...] = (512, 256, 128)
+    model: str = "open"
+    num_betas: int = 10
+    info: dict = field(default_factory=dict)
+
+
+class FactorMLP(nn.Module):
+    """``D -> 512 -> 256 -> 128 -> K`` with ReLU; the last layer starts near zero so an untrained
+    refiner proposes (almost) no change."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...] = (512, 256, 128)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = in_dim
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU()]
+            d = h
+        last = nn.Linear(d, out_dim)
+        with torch.no_grad():
+            last.weight.mul_(1e-3)
+            last.bias.zero_()
+        self.net = nn.Sequential(*layers, last)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, D) -> (B, K)``."""
+        return self.net(x)
+
+
+@dataclass
+class PairState:
+    """Current parameters of a batch and what verification needs about them.
+
+    Attributes:
+        params: beta ``(B, 2, 10)``, phi ``(B, 2, 3)``, theta ``(B, 2, 45)``, tau ``(B, 3)``.
+        vertices: ``(B, 2, V, 3)``; joints: ``(B, 2, 21, 3)`` (right wrist at the origin).
+        e_col: ``(B,)`` collision error (proxy or exact, m).
+        col_hand: ``(B, 2)`` proxy collision per hand; push: ``(B, 2, 3)`` proxy push directions.
+        e3d: ``(B,)`` 3D-joint error against the joint head (m^2).
+    """
+
+    params: dict[str, Tensor]
+    vertices: Tensor
+    joints: Tensor
+    e_col: Tensor
+    col_hand: Tensor
+    push: Tensor
+    e3d: Tensor
+
+    def select(self, ok: Tensor, other: "PairState", rows: Tensor) -> "PairState":
+        """This state with rows ``rows[ok]`` replaced by ``other``'s rows ``ok`` (``other`` holds
+        the rows ``rows`` only)."""
+        idx = rows[ok]
+
+        def put(a: Tensor, b: Tensor) -> Tensor:
+            return a.index_copy(0, idx, b[ok])
+
+        return PairState(
+            params={k: put(v, other.params[k]) for k, v in self.params.items()},
+            vertices=put(self.vertices, other.vertices), joints=put(self.joints, other.joints),
+            e_col=put(self.e_col, other.e_col), col_hand=put(self.col_hand, other.col_hand),
+            push=put(self.push, other.push), e3d=put(self.e3d, other.e3d),
+        )
+
+    def rows(self, idx: Tensor) -> "PairState":
+        return PairState({k: v[idx] for k, v in self.params.items()}, self.vertices[idx], self.joints[idx],
+                         self.e_col[idx], self.col_hand[idx], self.push[idx], self.e3d[idx])
+
+
+def normalise_2d(j2d: Tensor) -> Tensor:
+    """``(B, 2, 21, 2)`` joints centred on their mean and divided by their largest extent."""
+    flat = j2d.flatten(1, 2)
+    centre = flat.mean(1, keepdim=True)
+    extent = (flat.amax(1) - flat.amin(1)).amax(-1).clamp_min(1e-9)
+    return (j2d - centre[:, None]) / extent[:, None, None, None]
+
+
+class MLPRefiner(nn.Module):
+    """The four factor MLPs, the input standardisation and the output scales.
+
+    Args:
+        config: :class:`MLPRefinerConfig`.
+    """
+
+    def __init__(self, config: Optional[MLPRefinerConfig] = None) -> None:
+        super().__init__()
+        self.config = config or MLPRefinerConfig()
+        d = INPUT_DIM + self.config.feature_dim
+        self.mlps = nn.ModuleDict({f: FactorMLP(d, FACTOR_DIMS[f], tuple(self.config.hidden)) for f in FACTORS})
+        self.register_buffer("x_mean", torch.zeros(d))
+        self.register_buffer("x_std", torch.ones(d))
+        self._proxy: dict = {}
+
+    @property
+    def input_dim(self) -> int:
+        return INPUT_DIM + self.config.feature_dim
+
+    def proxy(self, hands: TwoHands) -> SphereProxy:
+        """The sphere proxy of ``hands`` (built once per model and dtype)."""
+        key = (id(hands), hands.right.v_template.dtype)
+        if key not in self._proxy:
+            self._proxy[key] = build_sphere_proxy(hands).to(hands.right.v_template.dtype)
+        return self._proxy[key]
+
+    def features(self, state: PairState, j3d: Tensor, j2d_n: Tensor, feature: Optional[Tensor]) -> Tensor:
+        """Raw (unstandardised) input ``(B, D)``; ``j3d (B, 2, 21, 3)`` right-wrist relative,
+        ``j2d_n (B, 2, 21, 2)`` from :func:`normalise_2d`, ``feature (B, F)`` or ``None``."""
+        p = state.params
+        B = p["tau"].shape[0]
+        cur = state.joints - state.joints[:, :1, :1]
+        parts = [
+            p["beta"].reshape(B, -1), p["phi"].reshape(B, -1), p["theta"].reshape(B, -1), p["tau"],
+            j3d.reshape(B, -1), j2d_n.reshape(B, -1), cur.reshape(B, -1), (j3d - cur).reshape(B, -1),
+            state.col_hand, state.push.reshape(B, -1),
+        ]
+        if self.config.feature_dim:
+            if feature is None or feature.shape != (B, self.config.feature_dim):
+                raise InputError(f"these refiners need a (B, {self.config.feature_dim}) image feature, "
+                                 f"got {None if feature is None else tuple(feature.shape)}")
+            parts.append(feature)
+        elif feature is not None:
+            raise InputError("these refiners take no image feature (trained with feature_dim = 0)")
+        return torch.cat([x.to(self.x_mean.dtype) for x in parts], 1)
+
+    def forward(self, factor: str, x: Tensor) -> Tensor:
+        """Residual of ``factor`` ``(B, K)`` in parameter units for raw inputs ``x (B, D)``."""
+        z = (x - self.x_mean) / self.x_std
+        return self.mlps[factor](z) * OUTPUT_SCALE[factor]
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint (``torch.save`` of plain types and tensors; loads with ``weights_only``)."""
+        from ihmr.viz.export import atomic_write
+
+        cfg = asdict(self.config)
+        cfg["hidden"] = list(cfg["hidden"])
+        blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": cfg,
+                "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}}
+        path = Path(path)
+        with atomic_write(path, "wb") as fh:
+            torch.save(blob, fh)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MLPRefiner":
+        """Load a checkpoint written by :meth:`save`; raise :class:`InputError` on anything else."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"refiner checkpoint not found: {path}")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises many kinds
+            raise InputError(f"{path}: not a readable refiner checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+        if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"{path}: not an ihmr MLP-refiner checkpoint (format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r})")
+        if blob.get("version") != CHECKPOINT_VERSION:
+            raise InputError(f"{path}: checkpoint version {blob.get('version')} is not supported (expected {CHECKPOINT_VERSION})")
+        cfg = dict(blob["config"])
+        cfg["hidden"] = tuple(cfg.get("hidden", (512, 256, 128)))
+        try:
+            config = MLPRefinerConfig(**cfg)
+        except TypeError as e:
+            raise InputError(f"{path}: bad refiner configuration ({e})") from e
+        model = cls(config)
+        want = model.state_dict()
+        got = blob["state_dict"]
+        missing = sorted(set(want) - set(got))
+        extra = sorted(set(got) - set(want))
+        if missing or extra:
+            raise InputError(f"{path}: checkpoint tensors do not match the refiner (missing {missing[:3]}, unexpected {extra[:3]})")
+        for k, v in want.items():
+            if tuple(got[k].shape) != tuple(v.shape):
+                raise InputError(f"{path}: tensor {k!r} has shape {tuple(got[k].shape)}, the refiner expects "
+                                 f"{tuple(v.shape)} (input size {model.input_dim}, feature_dim {config.feature_dim})")
+        model.load_state_dict(got)
+        return model.eval()
+
+
+def default_refiner_path(model: str = "open") -> Path:
+    """The refiners shipped with the package for a hand model."""
+    return Path(__file__).resolve().parent / "assets" / f"mlp_refiner_{model}.pt"
+
+
+def load_refiner(source: str | Path = "default", hands: Optional[TwoHands] = None) -> MLPRefiner:
+    """A checkpoint path, or ``"default"`` for the shipped refiners of ``hands``' model."""
+    model = "open" if hands is None else hands.model_name
+    path = default_refiner_path(model) if str(source) == "default" else Path(source)
+    if str(source) == "default" and not path.is_file():
+        raise InputError(f"no shipped MLP refiners for the {model!r} hand model; train them with `ihmr train mlp --model ...`")
+    ref = MLPRefiner.load(path)
+    if hands is not None:
+        if ref.config.model != hands.model_name or ref.config.num_betas != hands.right.num_betas:
+            raise InputError(f"{path}: refiners trained for the {ref.config.model!r} model with {ref.config.num_betas} betas, "
+                             f"used with {hands.model_name!r} / {hands.right.num_betas}")
+    return ref
+
+
+# -- refinement with verification -------------------------------------------------------------
+
+
+@dataclass
+class MLPRefineConfig:
+    """Switches of the MLP refinement.
+
+    Attributes:
+        factors: factors in order (subset of tau, phi, theta, beta).
+        verify: keep a candidate only if collision and 3D-joint error both strictly decrease;
+            ``False`` accepts every candidate of a colliding sample (ablation).
+        collision: "proxy" (spheres, fast) or "exact" (exact depths) for verification.
+        skip_collision_free: leave samples without collision untouched.
+        e3d_slack: 3D-joint error (m^2, over the 42 joints) a candidate may add and still pass. 0
+            (strict decrease) for a separate joint head; the image demo, whose joint head is the
+            very landmarks the hands were fitted to, lets joints move a few millimetres, as for OPT.
+    """
+
+    factors: tuple[str, ...] = FACTORS
+    verify: bool = True
+    collision: Literal["proxy", "exact"] = "proxy"
+    skip_collision_free: bool = True
+    e3d_slack: float = 0.0
+
+    def check(self) -> "MLPRefineConfig":
+        if not self.factors or set(self.factors) - set(FACTORS) or len(set(self.factors)) != len(self.factors):
+            raise InputError(f"factors must be distinct names among {FACTORS}, got {self.factors}")
+        if self.collision not in ("proxy", "exact"):
+            raise InputError(f"collision must be 'proxy' or 'exact', got {self.collision!r}")
+        return self
+
+
+def evaluate_state(hands: TwoHands, proxy: SphereProxy, params: dict[str, Tensor], j3d: Tensor,
+                   collision: str = "proxy", posed: Optional[tuple[Tensor, Tensor]] = None) -> PairState:
+    """Pose ``params`` (or take ``posed = (vertices, joints)``) and measure collision and 3D error."""
+    if posed is None:
+        out = hands(params["beta"], params["phi"], params["theta"], params["tau"])
+        v, j = out.vertices, out.joints
+    else:
+        v, j = posed
+    e_col, col_hand, push = proxy_collision(v, j, hands.faces, proxy, return_parts=True)
+    if collision == "exact":
+        from ihmr.collision.exact import penetration_depths
+
+        e_col = penetration_depths(v.detach(), hands.faces, check=False).sum(dim=(1, 2))
+    return PairState(params, v, j, e_col, col_hand, push, joint_error(j, j3d))
+
+
+def propose(refiner: MLPRefiner, factor: str, state: PairState, j3d: Tensor, j2d_n: Tensor,
+            feature: Optional[Tensor]) -> dict[str, Tensor]:
+    """Candidate parameters: ``state`` with ``factor`` moved by its MLP's residual."""
+    x = refiner.features(state, j3d, j2d_n, feature)
+    delta = refiner(factor, x).to(state.params[factor].dtype)
+    cand = dict(state.params)
+    cand[factor] = state.params[factor] + delta.reshape(state.params[factor].shape)
+    return cand
+
+
+def pose_candidate(hands: TwoHands, factor: str, state: PairState, cand: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Vertices and joints of ``cand``. The rigid factors move the current meshes (each hand's
+    global orientation turns it about its wrist, tau moves the left hand) instead of skinning."""
+    if factor not in ("tau", "phi"):
+        out = hands(cand["beta"], cand["phi"], cand["theta"], cand["tau"])
+        return out.vertices, out.joints
+    old = torch.stack([torch.zeros_like(state.params["tau"]), state.params["tau"]], 1)[:, :, None]  # wrists
+    new = torch.stack([torch.zeros_like(cand["tau"]), cand["tau"]], 1)[:, :, None]
+    R = axis_angle_to_matrix(cand["phi"]) @ axis_angle_to_matrix(state.params["phi"]).transpose(-1, -2)  # (B, 2, 3, 3)
+    v = torch.einsum("bhij,bhvj->bhvi", R, state.vertices - old) + new
+    j = torch.einsum("bhij,bhvj->bhvi", R, state.joints - old) + new
+    return v, j
+
+
+@torch.no_grad()
+def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairState, j3d: Tensor, j2d_n: Tensor,
+                 feature: Optional[Tensor], cfg: MLPRefineConfig) -> tuple[PairState, Tensor]:
+    """One factor: propose, verify, keep per sample. Returns the new state and ``(B,)`` acceptance."""
+    B = state.e_col.shape[0]
+    rows = torch.nonzero(state.e_col > 0).flatten() if cfg.skip_collision_free else torch.arange(B)
+    accepted = torch.zeros(B, dtype=torch.bool)
+    if rows.numel() == 0:
+        return state, accepted
+    sub = state.rows(rows)
+    f = None if feature is None else feature[rows]
+    cand = propose(refiner, factor, sub, j3d[rows], j2d_n[rows], f)
+    new = evaluate_state(hands, refiner.proxy(hands), cand, j3d[rows], cfg.collision, pose_candidate(hands, factor, sub, cand))
+    if cfg.verify:
+        ok = (new.e_col < sub.e_col) & ((new.e3d < sub.e3d) if cfg.e3d_slack <= 0 else (new.e3d <= sub.e3d + cfg.e3d_slack))
+    else:
+        ok = torch.ones(len(rows), dtype=torch.bool)
+    accepted[rows] = ok
+    return state.select(ok, new, rows), accepted
+
+
+@torch.no_grad()
+def refine_mlp(
+    hands: TwoHands,
+    params: dict[str, Tensor],
+    j3d: Tensor,
+    j2d: Tensor,
+    refiner: MLPRefiner,
+    *,
+    feature: Optional[Tensor] = None,
+    config: Optional[MLPRefineConfig] = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> RefineResult:
+    """Refine two-hand predictions with the MLP refiners (Algorithm 1, learned proposals).
+
+    Args:
+        hands: the two-hand model the refiners were trained for (its dtype is used; float32 is
+            fastest).
+        params: beta ``(N, 2, 10)``, phi ``(N, 2, 3)``, theta ``(N, 2, 45)``, tau ``(N, 3)``.
+        j3d: ``(N, 42, 3)`` joint-head 3D joints (m, MANO order, right hand first).
+        j2d: ``(N, 42, 2)`` joint-head 2D joints (any image units: normalised per sample).
+        refiner: trained :class:`MLPRefiner` (see :func:`load_refiner`).
+        feature: ``(N, F)`` stage-I image features when the refiners were trained with them.
+        batch_size: samples processed together.
+
+    Returns:
+        :class:`~ihmr.refine.factorized.RefineResult`; ``e_col_*`` are the verification's collision
+        errors (proxy sums unless ``collision="exact"``).
+    """
+    cfg = (config or MLPRefineConfig()).check()
+    if refiner.config.model != hands.model_name:
+        raise InputError(f"refiners trained for the {refiner.config.model!r} model, hands are {hands.model_name!r}")
+    t0 = time.perf_counter()
+    dt = hands.right.v_template.dtype
+    refiner = refiner.to(dt).eval()
+    p_all = {k: params[k].to(dt).clone() for k in ("beta", "phi", "theta", "tau")}
+    N = p_all["tau"].shape[0]
+    if j3d.shape != (N, 42, 3) or j2d.shape != (N, 42, 2):
+        raise InputError(f"j3d must be ({N}, 42, 3) and j2d ({N}, 42, 2), got {tuple(j3d.shape)} and {tuple(j2d.shape)}")
+    j3_all = to_two_hand(j3d.to(dt), "mano")
+    j3_all = j3_all - j3_all[:, :1, :1]
+    j2_all = normalise_2d(to_two_hand(j2d.to(dt), "mano"))
+    feat_all = None if feature is None else feature.to(dt)
+    proxy = refiner.proxy(hands)
+    out = {k: [] for k in ("e_col_b", "e3d_b", "e_col_a", "e3d_a")}
+    acc = {f: torch.zeros(N, dtype=torch.bool) for f in cfg.factors}
+    bar = tqdm(total=N, desc="refine (mlp)", disable=not progress, unit="sample")
+    for s in range(0, N, batch_size):
+        idx = torch.arange(s, min(N, s + batch_size))
+        j3, j2 = j3_all[idx], j2_all[idx]
+        f = None if feat_all is None else feat_all[idx]
+        state = evaluate_state(hands, proxy, {k: v[idx] for k, v in p_all.items()}, j3, cfg.collision)
+        out["e_col_b"].append(state.e_col.clone())
+        out["e3d_b"].append(state.e3d.clone())
+        for factor in cfg.factors:
+            state, ok = refine_stage(hands, refiner, factor, state, j3, j2, f, cfg)
+            acc[factor][idx] = ok
+        for k in p_all:
+            p_all[k][idx] = state.params[k]
+        out["e_col_a"].append(state.e_col)
+        out["e3d_a"].append(state.e3d)
+        bar.update(len(idx))
+    bar.close()
+    return RefineResult(
+        params=p_all, e_col_before=torch.cat(out["e_col_b"]), e_col_after=torch.cat(out["e_col_a"]),
+        e3d_before=torch.cat(out["e3d_b"]), e3d_after=torch.cat(out["e3d_a"]), accepted=acc,
+        seconds=time.perf_counter() - t0,
+    )

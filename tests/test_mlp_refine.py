@@ -1,0 +1,243 @@
+"""IHMR-MLP: sphere collision proxy, rigid posing, refiners (verification, checkpoints), training."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+import ihmr
+from ihmr.collision.spheres import build_sphere_proxy, proxy_collision, sphere_penetration
+from ihmr.errors import InputError
+from ihmr.geometry.mesh import vertex_normals
+from ihmr.metrics import penetration_depths
+from ihmr.refine.mlp import (
+    INPUT_DIM,
+    MLPRefineConfig,
+    MLPRefiner,
+    MLPRefinerConfig,
+    default_refiner_path,
+    evaluate_state,
+    load_refiner,
+    pose_candidate,
+    refine_mlp,
+)
+from ihmr.refine.mlp_train import TrainMLPConfig, train_mlp_refiner
+
+
+@pytest.fixture(scope="module")
+def proxy(two_hands64):
+    return build_sphere_proxy(two_hands64)
+
+
+def _pose(hands, p):
+    return hands(p["beta"], p["phi"], p["theta"], p["tau"])
+
+
+def test_vertex_normals_of_a_sphere_and_subsets():
+    s = trimesh.creation.icosphere(subdivisions=3)
+    v = torch.as_tensor(s.vertices)[None].repeat(2, 1, 1)
+    v[1] = v[1] * 2.0 + 1.0  # scaled and moved: same normals
+    f = torch.as_tensor(s.faces)
+    n = vertex_normals(v, f)
+    radial = torch.as_tensor(s.vertices / np.linalg.norm(s.vertices, axis=1, keepdims=True))
+    assert float((n[0] * radial).sum(-1).min()) > 0.999
+    torch.testing.assert_close(n[0], n[1])
+    ids = torch.tensor([0, 5, 17, 100])
+    torch.testing.assert_close(vertex_normals(v, f, ids), n[:, ids])
+
+
+def test_proxy_is_zero_apart_positive_inside_and_a_lower_bound(two_hands64, proxy, synth12):
+    hands = two_hands64
+    p = synth12.pred
+    far = dict(p, tau=p["tau"] + torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64))
+    out = _pose(hands, far)
+    assert torch.all(proxy_collision(out.vertices, out.joints, hands.faces, proxy) == 0)
+    out = _pose(hands, p)
+    exact = penetration_depths(out.vertices, hands.faces)  # (B, 2, V)
+    prox = sphere_penetration(out.vertices, out.joints, hands.faces, proxy)  # (B, 2, S)
+    colliding = exact.flatten(1).amax(1) > 0.002
+    assert colliding.sum() >= 6
+    assert torch.all(prox.flatten(1).amax(1)[colliding] > 0)  # every clearly colliding pair is seen
+    # Balls lie inside the rest hand, so the proxy depth of a vertex mostly stays below its exact
+    # depth; skinning distortions push a few balls out of the posed surface (a few mm at most).
+    ex_q = exact[:, :, proxy.queries]
+    over = (prox - ex_q)[prox > 0]
+    assert float(over.median()) < 0 and float(torch.quantile(over, 0.9)) < 0.5e-3 and float(over.max()) < 8e-3
+    # The per-sample errors rank the pairs like the exact ones.
+    e = exact.sum((1, 2)).numpy()
+    c = proxy_collision(out.vertices, out.joints, hands.faces, proxy).numpy()
+    assert np.corrcoef(e, c)[0, 1] > 0.7
+
+
+def test_proxy_gradient_matches_finite_differences(two_hands64, proxy, synth12):
+    hands = two_hands64
+    out = _pose(hands, synth12.pred)
+    b = int(torch.argmax(proxy_collision(out.vertices, out.joints, hands.faces, proxy)))
+    v = out.vertices[b : b + 1].detach().clone().requires_grad_()
+    j = out.joints[b : b + 1].detach()
+    f = lambda x: proxy_collision(x, j, hands.faces, proxy).sum()  # noqa: E731
+    f(v).backward()
+    g = v.grad
+    idx = torch.nonzero(g.abs().sum(-1) > 0)[:6]  # a few vertices that receive a gradient
+    assert len(idx) >= 3
+    eps = 1e-7
+    for _, h, k in idx.tolist():
+        for c in range(3):
+            d = torch.zeros_like(v)
+            d[0, h, k, c] = eps
+            fd = (f(v.detach() + d) - f(v.detach() - d)) / (2 * eps)
+            assert abs(float(fd) - float(g[0, h, k, c])) < 1e-4 * max(1.0, abs(float(fd)))
+
+
+def test_rigid_candidates_match_full_skinning(two_hands64, proxy, synth12):
+    hands = two_hands64
+    p = {k: v[:4] for k, v in synth12.pred.items()}
+    state = evaluate_state(hands, proxy, p, torch.zeros(4, 2, 21, 3, dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    for factor, delta in (("tau", 0.01 * torch.randn(4, 3, generator=g, dtype=torch.float64)),
+                          ("phi", 0.2 * torch.randn(4, 2, 3, generator=g, dtype=torch.float64))):
+        cand = dict(p, **{factor: p[factor] + delta})
+        v, j = pose_candidate(hands, factor, state, cand)
+        full = _pose(hands, cand)
+        torch.testing.assert_close(v, full.vertices, rtol=0, atol=1e-8)  # nanometres
+        torch.testing.assert_close(j, full.joints, rtol=0, atol=1e-8)
+
+
+def _random_refiner(scale: float, seed: int = 0) -> MLPRefiner:
+    torch.manual_seed(seed)
+    r = MLPRefiner()
+    with torch.no_grad():
+        for m in r.mlps.values():
+            m.net[-1].weight.normal_(0.0, scale)
+    r.x_std.fill_(1.0)
+    return r.eval()
+
+
+def test_verification_never_makes_a_sample_worse_and_leaves_free_samples(two_hands64, synth12):
+    hands = two_hands64
+    p = dict(synth12.pred)
+    p["tau"] = p["tau"].clone()
+    p["tau"][:3] += torch.tensor([0.3, 0.0, 0.0], dtype=torch.float64)  # three collision-free pairs
+    for seed in range(3):
+        ref = _random_refiner(0.05, seed)
+        res = refine_mlp(hands, p, synth12.j3d, synth12.j2d, ref, progress=False)
+        assert torch.all(res.e_col_after <= res.e_col_before)
+        assert torch.all(res.e3d_after <= res.e3d_before)
+        changed = torch.stack([(res.params[k] != p[k].double()).flatten(1).any(1) for k in p]).any(0)
+        assert not changed[:3].any()  # collision-free: never touched
+        improved = (res.e_col_after < res.e_col_before) & (res.e3d_after < res.e3d_before)
+        assert torch.equal(changed, improved)  # a sample changes only when both errors went down
+        for f, acc in res.accepted.items():
+            assert not acc[:3].any()
+    # Without verification the same random proposals do make samples worse.
+    res = refine_mlp(hands, p, synth12.j3d, synth12.j2d, _random_refiner(0.05, 0), config=MLPRefineConfig(verify=False), progress=False)
+    assert bool((res.e3d_after > res.e3d_before).any())
+
+
+def test_exact_verification_and_batches_agree(two_hands64, synth12):
+    hands = two_hands64
+    ref = _random_refiner(0.02, 1)
+    a = refine_mlp(hands, synth12.pred, synth12.j3d, synth12.j2d, ref, batch_size=5, progress=False)
+    b = refine_mlp(hands, synth12.pred, synth12.j3d, synth12.j2d, ref, batch_size=12, progress=False)
+    for k in a.params:
+        torch.testing.assert_close(a.params[k], b.params[k], rtol=0, atol=1e-12)
+    ex = refine_mlp(hands, synth12.pred, synth12.j3d, synth12.j2d, ref, config=MLPRefineConfig(collision="exact"), progress=False)
+    assert torch.all(ex.e_col_after <= ex.e_col_before)
+    out = _pose(hands, ex.params)
+    torch.testing.assert_close(penetration_depths(out.vertices, hands.faces).sum((1, 2)), ex.e_col_after)
+
+
+def test_checkpoint_round_trip_is_bit_identical_and_bad_files_are_refused(tmp_path):
+    ref = _random_refiner(0.1, 2)
+    ref.x_mean.normal_()
+    p = ref.save(tmp_path / "r.pt")
+    back = MLPRefiner.load(p)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k])
+    x = torch.randn(7, INPUT_DIM)
+    for f in ("tau", "phi", "theta", "beta"):
+        assert torch.equal(ref(f, x), back(f, x))
+    # Wrong shapes: a refiner with an image feature saved, its config edited to claim none.
+    big = MLPRefiner(MLPRefinerConfig(feature_dim=16))
+    blob = {"format": "ihmr-mlp-refiner", "version": 1, "config": {"feature_dim": 0, "hidden": [512, 256, 128], "model": "open", "num_betas": 10, "info": {}},
+            "state_dict": big.state_dict()}
+    torch.save(blob, tmp_path / "wrong.pt")
+    with pytest.raises(InputError, match=r"'x_mean' has shape \(605,\), the refiner expects \(589,\)"):
+        MLPRefiner.load(tmp_path / "wrong.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable refiner checkpoint"):
+        MLPRefiner.load(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not an ihmr MLP-refiner checkpoint"):
+        MLPRefiner.load(tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not found"):
+        MLPRefiner.load(tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="take no image feature"):
+        refine_mlp(ihmr.TwoHands(), {"beta": torch.zeros(1, 2, 10), "phi": torch.zeros(1, 2, 3), "theta": torch.zeros(1, 2, 45),
+                                     "tau": torch.tensor([[0.0, 0.0, 0.0]])}, torch.zeros(1, 42, 3), torch.rand(1, 42, 2),
+                   ref, feature=torch.zeros(1, 8), progress=False)
+
+
+def test_shipped_refiners_load_and_reduce_collisions(two_hands64, synth12):
+    ref = load_refiner("default", two_hands64)
+    assert ref.config.model == "open" and default_refiner_path("open").stat().st_size < 12e6
+    res = refine_mlp(ihmr.TwoHands(dtype=torch.float32), synth12.pred, synth12.j3d, synth12.j2d, ref, progress=False)
+    before = penetration_depths(_pose(two_hands64, synth12.pred).vertices, two_hands64.faces).mean()
+    after = penetration_depths(_pose(two_hands64, {k: v.double() for k, v in res.params.items()}).vertices, two_hands64.faces).mean()
+    assert after < 0.9 * before
+    assert sum(int(a.sum()) for a in res.accepted.values()) > 0
+
+
+def test_training_is_seeded_and_learns(synth12):
+    hands = ihmr.TwoHands(dtype=torch.float32)
+    cfg = TrainMLPConfig(epochs=3, batch_size=8, lr=1e-3, factors=("tau", "theta"))
+    a, hist = train_mlp_refiner(hands, synth12, cfg, progress=False)
+    b, _ = train_mlp_refiner(hands, synth12, cfg, progress=False)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    tau = [h["loss"] for h in hist if h["factor"] == "tau"]
+    assert len(tau) == 3 and tau[-1] < tau[0]
+    assert a.config.info["factors"] == ["tau", "theta"]
+    assert float(a.x_std.min()) > 0
+
+
+def test_two_process_training_matches_one_process(tmp_path, synth12):
+    from ihmr.data.synthetic import save_npz
+
+    data = save_npz(tmp_path / "pairs.npz", synth12)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    common = ["train", "mlp", "--data", str(data), "--epochs", "1", "--batch", "8", "--lr", "1e-3"]
+    one = subprocess.run([sys.executable, "-m", "ihmr", *common, "--out", str(tmp_path / "one.pt")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+                          "-m", "ihmr", *common, "--out", str(tmp_path / "two.pt")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = MLPRefiner.load(tmp_path / "one.pt"), MLPRefiner.load(tmp_path / "two.pt")
+    assert b.config.info["processes"] == 2
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(b.state_dict()[k], v, rtol=1e-3, atol=1e-5)  # float sums in another order
+
+
+def test_cli_refine_with_the_mlp(tmp_path, synth12):
+    from ihmr.data.synthetic import save_npz
+
+    src = save_npz(tmp_path / "in.npz", synth12)
+    out = tmp_path / "out.npz"
+    r = subprocess.run([sys.executable, "-m", "ihmr", "refine", str(src), "-o", str(out), "--method", "mlp"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    assert summary["method"] == "mlp" and summary["samples"] == 12
+    assert summary["after"]["ave_p_mm"] <= summary["before"]["ave_p_mm"]
+    with np.load(out) as z:
+        assert z["refined_theta"].shape == (12, 2, 45)
+    bad = subprocess.run([sys.executable, "-m", "ihmr", "refine", str(src), "-o", str(out), "--method", "mlp",
+                          "--refiner", str(tmp_path / "nope.pt")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "refiner checkpoint not found" in bad.stderr and "Traceback" not in bad.stderr
