@@ -1,0 +1,703 @@
+"""Rendered synthetic training data in the official InterHand2.6M format (``ihmr synth``).
+
+Each sample is a pair of interacting hands from :func:`ihmr.data.synthetic.make_synthetic` (ground
+truth in contact), placed in a fixed world frame (millimetres) and seen by its own random pinhole
+camera, rendered with skin-like shading over a procedural background. Files under ``out``::
+
+    images/<split>/Capture0/synth/cam<camera>/image<idx:05d>.jpg
+    annotations/<split>/InterHand2.6M_<split>_data.json          COCO-style images + annotations
+    annotations/<split>/InterHand2.6M_<split>_camera.json        capture -> campos/camrot/focal/princpt -> camera
+    annotations/<split>/InterHand2.6M_<split>_joint_3d.json      capture -> frame -> world_coord (42x3 mm), ...
+    annotations/<split>/InterHand2.6M_<split>_MANO_NeuralAnnot.json  capture -> frame -> right/left pose/shape/trans
+    annotations/<split>/ihmr_params.json                         capture -> frame -> exact ihmr parameters
+    annotations/<split>/synth_manifest.json                      seed, size, counts, conventions
+    annotations/<split>/.parts/<idx>.json                        per-sample records (for --resume)
+
+Conventions (as InterHand2.6M): camera coordinates ``X_cam = camrot @ (X_world - campos)`` in mm,
+pixels ``u = focal * X_cam[:2] / X_cam[2] + princpt``; 42 joints, right hand 0-20 and left 21-41, each
+in InterHand order (tip to base, wrist last). One capture (``"0"``), one camera per image (camera id
+``str(400000 + idx)``), ``frame_idx = idx``.
+
+World frame: the hand model's frame (right wrist at the origin, metres) scaled to mm and translated by
+``origin_mm`` (drawn per sample, so the pair's joint centroid lies within 100 mm of the world origin);
+no rotation, so the global orientations ``phi`` hold in the world frame too.
+
+``_MANO_NeuralAnnot.json`` shape: ``pose`` 48 = ``phi`` (3) + finger pose relative to the model's mean
+pose (45; MANO's ``flat_hand_mean=False`` convention, equal to ``theta`` for models without a mean),
+``shape`` = ``beta``, ``trans`` (metres) such that the standard MANO layer (which rotates about the
+rest wrist ``J0(beta)``) puts the wrist at its world position: ``trans = wrist_world_m - J0(beta)``.
+These are exact for the hand model named in ``ihmr_params.json`` (``model``), which also stores the
+exact ``beta, phi, theta, tau`` and ``origin_mm``: ``world_mm = 1000 * TwoHands(beta, phi, theta,
+tau).joints + origin_mm``.
+
+Determinism: sample ``idx`` depends only on ``(seed, idx)``: its pose comes from pose chunk
+``idx // chunk`` (``make_synthetic(chunk, seed=f(seed, idx // chunk))``), everything else (camera,
+skin, light, background, blur, noise) from ``numpy.random.default_rng([seed, idx])``. So the output
+is identical for any number of workers, and a run with a larger ``n`` extends a smaller one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ihmr.errors import InputError
+
+__all__ = [
+    "SynthConfig",
+    "SampleRenderer",
+    "generate",
+    "pose_chunk",
+    "image_relpath",
+    "annotation_paths",
+    "POSE_CHUNK",
+    "CAPTURE",
+    "SEQ_NAME",
+]
+
+#: Samples per pose chunk (part of the determinism contract: changing it changes the poses).
+POSE_CHUNK = 16
+CAPTURE = 0
+SEQ_NAME = "synth"
+CAMERA_BASE = 400000
+FORMAT_VERSION = 1
+
+#: Realistic skin tones (sRGB, light to dark), interpolated per sample.
+_SKIN_SRGB = np.array([
+    [255, 226, 204], [243, 204, 178], [232, 186, 152], [214, 160, 124], [190, 133, 97],
+    [160, 106, 74], [132, 86, 60], [104, 67, 47], [84, 54, 40],
+], dtype=np.float64) / 255.0
+
+
+def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+@dataclass
+class SynthConfig:
+    """Options of :func:`generate` (see ``ihmr synth --help``)."""
+
+    out: str | Path
+    n: int
+    seed: int = 0
+    size: int = 256
+    workers: int = 1
+    split: str = "train"
+    resume: bool = False
+    chunk: int = POSE_CHUNK
+    model: str = "open"
+    quality: int = 92
+    progress: bool = True
+
+    def check(self) -> "SynthConfig":
+        def whole(name: str, v: Any, lo: int) -> None:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+        whole("n", self.n, 1)
+        whole("seed", self.seed, 0)
+        whole("size", self.size, 32)
+        whole("workers", self.workers, 1)
+        whole("chunk", self.chunk, 1)
+        if self.size > 4096:
+            raise InputError(f"size must be <= 4096, got {self.size}")
+        if not 1 <= int(self.quality) <= 100:
+            raise InputError(f"quality must be in 1..100, got {self.quality}")
+        if not self.split or any(c in self.split for c in "/\\") or self.split.startswith("."):
+            raise InputError(f"split must be a plain folder name, got {self.split!r}")
+        return self
+
+
+def image_relpath(idx: int) -> str:
+    """``file_name`` of sample ``idx`` relative to ``images/<split>/`` (as in InterHand2.6M)."""
+    return f"Capture{CAPTURE}/{SEQ_NAME}/cam{CAMERA_BASE + idx}/image{idx:05d}.jpg"
+
+
+def annotation_paths(out: str | Path, split: str) -> dict[str, Path]:
+    """The annotation files written for a split."""
+    a = Path(out) / "annotations" / split
+    stem = f"InterHand2.6M_{split}"
+    return dict(
+        data=a / f"{stem}_data.json", camera=a / f"{stem}_camera.json", joint_3d=a / f"{stem}_joint_3d.json",
+        mano=a / f"{stem}_MANO_NeuralAnnot.json", ihmr=a / "ihmr_params.json", manifest=a / "synth_manifest.json",
+        parts=a / ".parts",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Poses
+
+
+def _chunk_seed(seed: int, chunk: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(chunk), 0x5EED]).generate_state(1)[0])
+
+
+def pose_chunk(seed: int, chunk: int, size: int, hands) -> dict[str, np.ndarray]:
+    """Ground truth of pose chunk ``chunk``: ``beta (C, 2, 10), phi (C, 2, 3), theta (C, 2, 45),
+    tau (C, 3)`` float64, ``contact (C,)`` names, and the posed model (model frame, metres):
+    ``vertices (C, 2, V, 3)``, ``joints (C, 2, 21, 3)`` (MANO order) and ``rest_wrist (C, 2, 3)`` = the
+    wrist ``J0(beta)`` of the unposed hand. Single-threaded torch, so bitwise reproducible."""
+    import torch
+
+    from ihmr.data.synthetic import CONTACTS, make_synthetic
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s = make_synthetic(size, seed=_chunk_seed(seed, chunk), hands=hands, progress=False)
+        g = s.gt
+        with torch.no_grad():
+            out = hands(g["beta"], g["phi"], g["theta"], g["tau"])
+            z = torch.zeros(size, 3, dtype=g["beta"].dtype)
+            zp = torch.zeros(size, 45, dtype=g["beta"].dtype)
+            rest = torch.stack([hands.right(g["beta"][:, 0], z, zp).joints[:, 0],
+                                hands.left(g["beta"][:, 1], z, zp).joints[:, 0]], 1)
+    finally:
+        torch.set_num_threads(threads)
+    gt = {k: v.numpy().copy() for k, v in g.items()}
+    gt["contact"] = np.array([CONTACTS[int(k)] for k in s.contact])
+    gt["vertices"] = out.vertices.numpy()
+    gt["joints"] = out.joints.numpy()
+    gt["rest_wrist"] = rest.numpy()
+    return gt
+
+
+# --------------------------------------------------------------------------------------------------
+# Camera
+
+
+def _rot_z(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _project(points_m: np.ndarray, R: np.ndarray, eye_m: np.ndarray, f: np.ndarray, c: np.ndarray):
+    X = (points_m - eye_m) @ R.T
+    return X[:, :2] / X[:, 2:3] * f + c, X[:, 2]
+
+
+def _camera(rng: np.random.Generator, verts_m: np.ndarray, target_m: np.ndarray, size: int):
+    """A random camera seeing every vertex: ``(R (3, 3), eye_m (3,), focal (2,), princpt (2,))``."""
+    from ihmr.viz.render import look_at
+
+    S = float(size)
+    fov = math.radians(rng.uniform(25.0, 55.0))
+    fx = 0.5 * S / math.tan(0.5 * fov)
+    focal = np.array([fx, fx * (1.0 + rng.normal(0.0, 0.002))])
+    princpt = 0.5 * S + rng.uniform(-0.05, 0.05, 2) * S
+    az = rng.uniform(0.0, 2 * math.pi)
+    el = math.radians(rng.uniform(-45.0, 65.0))
+    view_from = np.array([math.cos(el) * math.sin(az), -math.sin(el), -math.cos(el) * math.cos(az)])
+    look = target_m + rng.normal(0.0, 0.01, 3)
+    frac = rng.uniform(0.65, 0.95)  # bounding radius as a fraction of half the image
+    roll = rng.normal(0.0, math.radians(12.0))
+    r = float(np.linalg.norm(verts_m - look, axis=1).max())
+    dist = max(r * fx / (frac * 0.5 * S), r + 0.12)
+    margin = 0.03 * S
+    for _ in range(60):
+        eye = look + dist * view_from
+        E = look_at(eye, look, np.array([0.0, -1.0, 0.0]))
+        R = _rot_z(roll) @ E[:3, :3]
+        uv, z = _project(verts_m, R, eye, focal, princpt)
+        if z.min() > 0.05 and uv.min() >= margin and uv.max() <= S - margin:
+            return R, eye, focal, princpt
+        dist *= 1.07
+    raise RuntimeError("could not frame the hands (internal error)")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------------------------------
+# Appearance
+
+
+def _skin(rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Two per-hand linear base colours ``(2, 3)`` (slightly different) and the tone in [0, 1]."""
+    t = rng.beta(1.1, 1.3)
+    x = t * (len(_SKIN_SRGB) - 1)
+    i = min(int(x), len(_SKIN_SRGB) - 2)
+    base = _SKIN_SRGB[i] * (1 - (x - i)) + _SKIN_SRGB[i + 1] * (x - i)
+    base = base * np.array([1.0 + rng.normal(0, 0.025), 1.0, 1.0 + rng.normal(0, 0.035)])  # red / yellow cast
+    base = np.clip(base * rng.uniform(0.93, 1.05), 0.02, 1.0)
+    per_hand = np.stack([base * (1 + rng.normal(0, 0.025, 3)) * rng.uniform(0.96, 1.04) for _ in range(2)])
+    return _srgb_to_linear(np.clip(per_hand, 0.0, 1.0)), float(t)
+
+
+def _value_noise(rng: np.random.Generator, S: int, octaves: int = 4) -> np.ndarray:
+    """Fractal value noise ``(S, S)`` in [0, 1] from bilinearly upsampled random grids."""
+    from PIL import Image
+
+    acc = np.zeros((S, S))
+    amp, total = 1.0, 0.0
+    cells = int(rng.integers(2, 5))
+    for _ in range(octaves):
+        g = rng.random((cells, cells)).astype(np.float32)
+        up = np.asarray(Image.fromarray(g, mode="F").resize((S, S), Image.BICUBIC), dtype=np.float64)
+        acc += amp * up
+        total += amp
+        amp *= 0.5
+        cells *= 2
+    acc /= total
+    lo, hi = acc.min(), acc.max()
+    return (acc - lo) / max(hi - lo, 1e-9)
+
+
+def _random_color(rng: np.random.Generator) -> np.ndarray:
+    import colorsys
+
+    h, s, v = rng.random(), rng.uniform(0.05, 0.8), rng.uniform(0.15, 0.95)
+    return np.array(colorsys.hsv_to_rgb(h, s, v))
+
+
+def _background(rng: np.random.Generator, S: int, skin_srgb: np.ndarray) -> np.ndarray:
+    """A procedural background ``(S, S, 3)`` uint8: gradient / noise texture / blobs, plus shapes."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    yy, xx = np.mgrid[0:S, 0:S] / max(S - 1, 1)
+    kind = rng.choice(["linear", "radial", "noise", "blobs"], p=[0.25, 0.15, 0.35, 0.25])
+    c0, c1 = _random_color(rng), _random_color(rng)
+    if kind == "linear":
+        a = rng.uniform(0, 2 * math.pi)
+        t = (xx - 0.5) * math.cos(a) + (yy - 0.5) * math.sin(a)
+        t = (t - t.min()) / max(np.ptp(t), 1e-9)
+    elif kind == "radial":
+        cx, cy = rng.uniform(0.1, 0.9, 2)
+        t = np.clip(np.hypot(xx - cx, yy - cy) / rng.uniform(0.5, 1.2), 0, 1)
+    elif kind == "noise":
+        t = _value_noise(rng, S, octaves=int(rng.integers(2, 6)))
+    else:
+        t = np.zeros((S, S))
+    img = c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]
+    if kind == "blobs" or rng.random() < 0.3:
+        for _ in range(int(rng.integers(2, 8))):
+            cx, cy = rng.uniform(-0.1, 1.1, 2)
+            sx, sy = rng.uniform(0.05, 0.35, 2)
+            w = np.exp(-0.5 * (((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2))[..., None] * rng.uniform(0.4, 1.0)
+            img = img * (1 - w) + _random_color(rng)[None, None] * w
+    if rng.random() < 0.5:  # a texture modulation
+        img = img * (0.8 + 0.4 * _value_noise(rng, S, octaves=3)[..., None])
+    im = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+    n_shapes = int(rng.integers(0, 9)) if rng.random() < 0.7 else 0
+    if n_shapes:
+        draw = ImageDraw.Draw(im, "RGBA")
+        for _ in range(n_shapes):
+            # Now and then a skin-coloured distractor, otherwise any colour.
+            col = skin_srgb * rng.uniform(0.8, 1.1) if rng.random() < 0.12 else _random_color(rng)
+            rgba = tuple(int(v) for v in np.clip(col * 255, 0, 255)) + (int(rng.integers(90, 256)),)
+            x0, y0 = rng.uniform(-0.2, 1.0, 2) * S
+            w, h = rng.uniform(0.05, 0.6, 2) * S
+            shape = rng.integers(0, 4)
+            if shape == 0:
+                draw.ellipse([x0, y0, x0 + w, y0 + h], fill=rgba)
+            elif shape == 1:
+                draw.rectangle([x0, y0, x0 + w, y0 + h], fill=rgba)
+            elif shape == 2:
+                pts = [(float(x0 + rng.uniform(0, w)), float(y0 + rng.uniform(0, h))) for _ in range(int(rng.integers(3, 7)))]
+                draw.polygon(pts, fill=rgba)
+            else:
+                draw.line([(float(x0), float(y0)), (float(x0 + w), float(y0 + h))], fill=rgba, width=int(rng.integers(1, max(2, S // 25))))
+        if rng.random() < 0.5:
+            im = im.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.5, 2.5)) * S / 256))
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+def _light_pose(direction_cam: np.ndarray, cam_to_world: np.ndarray) -> np.ndarray:
+    """Pose (4, 4) of a pyrender directional light shining along ``direction_cam`` (OpenCV camera
+    frame; ``cam_to_world`` = the inverse of the OpenCV extrinsics): pyrender lights shine along
+    their local -z."""
+    d = direction_cam / np.linalg.norm(direction_cam)
+    z = -d
+    a = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    x = np.cross(a, z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    P = np.eye(4)
+    P[:3, :3] = cam_to_world[:3, :3] @ np.stack([x, y, z], 1)
+    P[:3, 3] = cam_to_world[:3, 3]
+    return P
+
+
+def _tint(rng: np.random.Generator, amount: float) -> np.ndarray:
+    """A colour-temperature-like tint around white."""
+    w = rng.normal(0.0, amount)
+    c = np.array([1.0 + w, 1.0, 1.0 - w]) * (1 + rng.normal(0, amount / 3, 3))
+    return np.clip(c / c.max(), 0.3, 1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering one sample
+
+
+@dataclass
+class RenderedSample:
+    """One sample: ``image (S, S, 3)`` uint8, ``depth (S, S)`` metres along camera z (0 = empty),
+    ``mask (S, S)`` bool (hands), ``hand_mask (S, S)`` int8 (-1 empty, 0 right, 1 left) and the
+    per-sample ``record`` (what the annotation files hold for it)."""
+
+    image: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+    record: dict
+    jpeg: bytes = b""
+    extra: dict = field(default_factory=dict)
+
+
+def _flt(x: Any, nd: Optional[int] = None) -> Any:
+    """Nested lists of Python floats (optionally rounded) from an array."""
+    a = np.asarray(x, dtype=np.float64)
+    if nd is not None:
+        a = np.round(a, nd)
+    return a.tolist()
+
+
+class SampleRenderer:
+    """Renders samples; one per process (it owns a hand model and an offscreen GL context)."""
+
+    def __init__(self, size: int = 256, model: str = "open", quality: int = 92) -> None:
+        import torch
+
+        from ihmr.handmodel.two_hands import TwoHands
+        from ihmr.viz.render import _pyrender
+
+        self.pyrender = _pyrender()  # loads torch's triton before Mesa (see ihmr.viz.render)
+        self.size = int(size)
+        self.quality = int(quality)
+        self.hands = TwoHands(model, dtype=torch.float64)
+        self.faces = self.hands.faces.numpy()
+        self.model_name = self.hands.model_name
+        self._palm = self._palm_weights()
+        self._renderer = None
+        self._chunk_cache: dict = {}
+
+    def _palm_weights(self) -> np.ndarray:
+        """Per-vertex weight in [0, 1] of the palm side (rest pose: back +y, palm -y)."""
+        import torch
+        import trimesh
+
+        z = torch.zeros
+        out = self.hands.right(z(1, 10, dtype=torch.float64), z(1, 3, dtype=torch.float64), z(1, 45, dtype=torch.float64))
+        tm = trimesh.Trimesh(out.vertices[0].numpy(), self.faces[0], process=False)
+        ny = np.asarray(tm.vertex_normals)[:, 1]
+        return np.clip((-ny + 0.2) / 0.8, 0.0, 1.0) ** 1.5
+
+    def renderer(self):
+        if self._renderer is None:
+            self._renderer = self.pyrender.OffscreenRenderer(self.size, self.size)
+        return self._renderer
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.delete()
+            self._renderer = None
+
+    def gt(self, seed: int, idx: int, chunk: int) -> dict[str, np.ndarray]:
+        """Ground truth of sample ``idx`` (its pose chunk is cached)."""
+        c = idx // chunk
+        key = (seed, c, chunk)
+        if key not in self._chunk_cache:
+            self._chunk_cache.clear()
+            self._chunk_cache[key] = pose_chunk(seed, c, chunk, self.hands)
+        g = self._chunk_cache[key]
+        j = idx % chunk
+        return {k: v[j] for k, v in g.items()}
+
+    def render(self, seed: int, idx: int, chunk: int = POSE_CHUNK) -> RenderedSample:
+        """Render sample ``idx`` of ``seed`` and build its annotation record."""
+        import trimesh
+        from PIL import Image, ImageFilter
+
+        from ihmr.viz.render import _CV_TO_GL
+
+        pyrender = self.pyrender
+        S = self.size
+        gt = self.gt(seed, idx, chunk)
+        rng = np.random.default_rng([int(seed), int(idx)])
+        V = gt["vertices"]  # (2, V, 3) model frame, metres
+        J = gt["joints"]  # (2, 21, 3) MANO order
+        centre = J.reshape(-1, 3).mean(0)
+        target_m = rng.uniform(-0.1, 0.1, 3)
+        origin_m = target_m - centre
+        Vw = V + origin_m
+        Jw = J + origin_m
+        R, eye, focal, princpt = _camera(rng, Vw.reshape(-1, 3), target_m, S)
+
+        # Appearance.
+        skin_lin, tone = _skin(rng)
+        skin_srgb = np.clip(skin_lin.mean(0), 0, 1) ** (1 / 2.4)
+        background = _background(rng, S, skin_srgb)
+        E = np.eye(4)
+        E[:3, :3] = R
+        E[:3, 3] = -R @ eye
+        cv_to_world = np.linalg.inv(E)
+        cam_pose = cv_to_world @ _CV_TO_GL
+        ambient = rng.uniform(0.1, 0.4) * _tint(rng, 0.05)
+        scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=ambient)
+        palm_gain = rng.uniform(1.03, 1.15)
+        for h in range(2):
+            tm = trimesh.Trimesh(Vw[h], self.faces[h], process=False)
+            w = self._palm[:, None]
+            mult = (1 - w) * np.array([0.93, 0.93, 0.95]) + w * palm_gain * np.array([1.0, 0.97, 0.95])
+            mult = mult / mult.max()
+            tm.visual.vertex_colors = np.concatenate([np.round(mult * 255), np.full((len(mult), 1), 255)], 1).astype(np.uint8)
+            mat = pyrender.MetallicRoughnessMaterial(
+                baseColorFactor=[*skin_lin[h], 1.0], metallicFactor=0.0, roughnessFactor=float(rng.uniform(0.45, 0.8)),
+            )
+            scene.add(pyrender.Mesh.from_trimesh(tm, material=mat, smooth=True))
+        scene.add(pyrender.IntrinsicsCamera(fx=focal[0], fy=focal[1], cx=princpt[0], cy=princpt[1], znear=0.02, zfar=20.0), pose=cam_pose)
+        # Key light from the camera side, random direction and strength; sometimes a fill light.
+        key_dir = np.array([rng.normal(0, 0.6), rng.normal(0, 0.6), 1.0])
+        key = rng.uniform(1.8, 4.5)
+        scene.add(pyrender.DirectionalLight(color=_tint(rng, 0.08), intensity=key), pose=_light_pose(key_dir, cv_to_world))
+        if rng.random() < 0.7:
+            fill_dir = np.array([rng.normal(0, 1.0), rng.normal(0, 1.0), rng.uniform(-0.3, 1.0)])
+            scene.add(pyrender.DirectionalLight(color=_tint(rng, 0.1), intensity=key * rng.uniform(0.15, 0.5)),
+                      pose=_light_pose(fill_dir, cv_to_world))
+        color, depth = self.renderer().render(scene, flags=pyrender.RenderFlags.RGBA)
+        alpha = color[..., 3:4].astype(np.float32) / 255.0
+        # The MSAA resolve mixes the hands with the (black, transparent) clear colour: premultiplied.
+        img = color[..., :3].astype(np.float32) + (1.0 - alpha) * background.astype(np.float32)
+        img = img * rng.uniform(0.9, 1.1) + rng.uniform(-10, 10)  # exposure / brightness
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        pil = Image.fromarray(img)
+        if rng.random() < 0.3:
+            pil = pil.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.1)) * S / 256))
+        img = np.asarray(pil, dtype=np.float32)
+        if rng.random() < 0.5:
+            img = img + rng.normal(0.0, rng.uniform(1.0, 5.0), img.shape)
+        img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=self.quality)
+
+        record = self._record(idx, gt, Jw, origin_m, R, eye, focal, princpt, tone)
+        return RenderedSample(image=img, depth=depth.astype(np.float32), mask=depth > 0, record=record, jpeg=buf.getvalue(),
+                              extra=dict(world_to_cam=E, vertices_world_m=Vw))
+
+    def _record(self, idx, gt, Jw, origin_m, R, eye, focal, princpt, tone) -> dict:
+        from ihmr.joint_order import from_two_hand
+
+        S = self.size
+        world_mm = from_two_hand(Jw * 1000.0, "interhand")  # (42, 3)
+        Xc = (world_mm - eye * 1000.0) @ R.T
+        uv = Xc[:, :2] / Xc[:, 2:3] * focal + princpt
+        lo, hi = uv.min(0), uv.max(0)
+        c, wh = 0.5 * (lo + hi), 1.2 * (hi - lo)  # InterHand-like box: the joints' box enlarged 1.2x
+        x0, y0 = np.maximum(c - wh / 2, 0.0)
+        x1, y1 = np.minimum(c + wh / 2, S)
+        bbox = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+        cam_id = str(CAMERA_BASE + idx)
+        # MANO-style parameters: trans = wrist_world - rest wrist J0(beta), metres.
+        mano = {}
+        for h, side in enumerate(("right", "left")):
+            layer = self.hands.right if h == 0 else self.hands.left
+            j0 = gt["rest_wrist"][h]
+            mean = layer.data.hands_mean if layer.data.hands_mean is not None else np.zeros(45)
+            pose = np.concatenate([gt["phi"][h], gt["theta"][h] - mean])
+            mano[side] = {"pose": _flt(pose), "shape": _flt(gt["beta"][h]), "trans": _flt(Jw[h, 0] - j0)}
+        return {
+            "idx": int(idx),
+            "image": {
+                "id": int(idx), "file_name": image_relpath(idx), "width": S, "height": S, "capture": CAPTURE,
+                "subject": 0, "seq_name": SEQ_NAME, "camera": cam_id, "frame_idx": int(idx),
+            },
+            "annotation": {
+                "id": int(idx), "image_id": int(idx), "bbox": bbox, "joint_valid": [[1] for _ in range(42)],
+                "hand_type": "interacting", "hand_type_valid": 1,
+            },
+            "camera": {
+                "campos": _flt(eye * 1000.0, 6), "camrot": _flt(R, 10), "focal": _flt(focal, 6), "princpt": _flt(princpt, 6),
+            },
+            "joint_3d": {
+                "world_coord": _flt(world_mm, 5), "joint_valid": [[True] for _ in range(42)],
+                "hand_type": "interacting", "hand_type_valid": True,
+            },
+            "mano": mano,
+            "ihmr": {
+                "model": self.model_name, "beta": _flt(gt["beta"]), "phi": _flt(gt["phi"]), "theta": _flt(gt["theta"]),
+                "tau": _flt(gt["tau"]), "origin_mm": _flt(origin_m * 1000.0), "contact": str(gt["contact"]),
+                "skin_tone": round(tone, 4),
+            },
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def _write_text(path: Path, text: str) -> None:
+    from ihmr.viz.export import atomic_write
+
+    with atomic_write(path, "w") as fh:
+        fh.write(text)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    from ihmr.viz.export import atomic_write
+
+    with atomic_write(path) as fh:
+        fh.write(data)
+
+
+def _part_path(parts: Path, idx: int) -> Path:
+    return parts / f"{idx:07d}.json"
+
+
+def _load_part(parts: Path, images: Path, idx: int) -> Optional[dict]:
+    """The stored record of a finished sample (image and record both present), else ``None``."""
+    p = _part_path(parts, idx)
+    if not p.is_file() or not (images / image_relpath(idx)).is_file():
+        return None
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("idx") == idx else None
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(size: int, model: str, quality: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["renderer"] = SampleRenderer(size, model, quality)
+
+
+def _work(task: tuple) -> list[dict]:
+    """Render the samples ``idxs`` (all of one pose chunk); write image + part file each."""
+    seed, chunk, idxs, images, parts = task
+    r: SampleRenderer = _WORKER["renderer"]
+    recs = []
+    for idx in idxs:
+        s = r.render(seed, idx, chunk)
+        _write_bytes(Path(images) / image_relpath(idx), s.jpeg)
+        _write_text(_part_path(Path(parts), idx), _dumps(s.record))
+        recs.append(s.record)
+    return recs
+
+
+def _assemble(records: list[dict]) -> dict[str, dict]:
+    cap = str(CAPTURE)
+    data = {"images": [r["image"] for r in records], "annotations": [r["annotation"] for r in records]}
+    camera: dict = {cap: {k: {} for k in ("campos", "camrot", "focal", "princpt")}}
+    joints: dict = {cap: {}}
+    mano: dict = {cap: {}}
+    params: dict = {cap: {}}
+    for r in records:
+        cid, fr = r["image"]["camera"], str(r["image"]["frame_idx"])
+        for k in ("campos", "camrot", "focal", "princpt"):
+            camera[cap][k][cid] = r["camera"][k]
+        joints[cap][fr] = r["joint_3d"]
+        mano[cap][fr] = r["mano"]
+        params[cap][fr] = r["ihmr"]
+    return dict(data=data, camera=camera, joint_3d=joints, mano=mano, ihmr=params)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create output folder {str(out)!r}: {e.strerror or e}") from e
+    if not out.is_dir():
+        raise InputError(f"output path {str(out)!r} is not a folder")
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {str(out)!r} is not writable")
+    try:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".synth-probe."):
+            pass
+    except OSError as e:
+        raise InputError(f"output folder {str(out)!r} is not writable: {e.strerror or e}") from e
+
+
+def generate(cfg: SynthConfig) -> dict:
+    """Render ``cfg.n`` samples and write the InterHand2.6M-format files; returns the manifest.
+
+    Raises:
+        InputError: bad options or an unwritable output folder.
+    """
+    from tqdm import tqdm
+
+    cfg.check()
+    out = Path(cfg.out)
+    _check_writable(out)
+    paths = annotation_paths(out, cfg.split)
+    images = out / "images" / cfg.split
+    parts = paths["parts"]
+    manifest_key = dict(format=FORMAT_VERSION, seed=int(cfg.seed), size=int(cfg.size), chunk=int(cfg.chunk), model=str(cfg.model),
+                        quality=int(cfg.quality))
+    stamp = parts / "settings.json"
+    if cfg.resume and stamp.is_file():
+        try:
+            old = json.loads(stamp.read_text(encoding="utf-8"))
+        except ValueError:
+            old = None
+        if old != manifest_key:
+            raise InputError(f"--resume: {out} was made with other settings {old}; now {manifest_key}")
+    parts.mkdir(parents=True, exist_ok=True)
+    _write_text(stamp, _dumps(manifest_key))
+
+    records: dict[int, dict] = {}
+    if cfg.resume:
+        for idx in range(cfg.n):
+            rec = _load_part(parts, images, idx)
+            if rec is not None:
+                records[idx] = rec
+    todo = [i for i in range(cfg.n) if i not in records]
+    by_chunk: dict[int, list[int]] = {}
+    for i in todo:
+        by_chunk.setdefault(i // cfg.chunk, []).append(i)
+    tasks = [(int(cfg.seed), int(cfg.chunk), idxs, str(images), str(parts)) for _, idxs in sorted(by_chunk.items())]
+    workers = max(1, min(int(cfg.workers), len(tasks)))
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.n, initial=len(records), desc="ihmr synth", unit="img", disable=not cfg.progress)
+    try:
+        if tasks and workers == 1:
+            _worker_init(cfg.size, cfg.model, cfg.quality)
+            try:
+                for task in tasks:
+                    for rec in _work(task):
+                        records[rec["idx"]] = rec
+                        bar.update(1)
+            finally:
+                _WORKER.pop("renderer").close()
+        elif tasks:
+            import multiprocessing as mp
+
+            # spawn: every worker starts clean and opens its own EGL context (no forked GL state).
+            with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(cfg.size, cfg.model, cfg.quality)) as pool:
+                for recs in pool.imap_unordered(_work, tasks):
+                    for rec in recs:
+                        records[rec["idx"]] = rec
+                    bar.update(len(recs))
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+
+    files = _assemble([records[i] for i in range(cfg.n)])
+    for key in ("data", "camera", "joint_3d", "mano", "ihmr"):
+        _write_text(paths[key], _dumps(files[key]))
+    manifest = dict(
+        manifest_key, n=int(cfg.n), split=cfg.split, rendered=len(todo), reused=cfg.n - len(todo),
+        capture=CAPTURE, seq_name=SEQ_NAME, camera_ids=f"str({CAMERA_BASE} + idx)",
+        images=f"images/{cfg.split}/Capture{CAPTURE}/{SEQ_NAME}/cam<{CAMERA_BASE}+idx>/image<idx:05d>.jpg",
+        conventions="X_cam = camrot @ (world_mm - campos); uv = focal * X_cam[:2] / X_cam[2] + princpt; "
+                    "joints: InterHand order, right 0-20, left 21-41",
+    )
+    _write_text(paths["manifest"], json.dumps(manifest, indent=2))
+    manifest["seconds"] = round(elapsed, 3)
+    manifest["images_per_s"] = round(len(todo) / elapsed, 3) if todo and elapsed > 0 else None
+    return manifest
