@@ -691,13 +691,13 @@ def generate(cfg: SynthConfig) -> dict:
     for key in ("data", "camera", "joint_3d", "mano", "ihmr"):
         _write_text(paths[key], _dumps(files[key]))
     manifest = dict(
-        manifest_key, n=int(cfg.n), split=cfg.split, rendered=len(todo), reused=cfg.n - len(todo),
+        manifest_key, n=int(cfg.n), split=cfg.split,
         capture=CAPTURE, seq_name=SEQ_NAME, camera_ids=f"str({CAMERA_BASE} + idx)",
         images=f"images/{cfg.split}/Capture{CAPTURE}/{SEQ_NAME}/cam<{CAMERA_BASE}+idx>/image<idx:05d>.jpg",
         conventions="X_cam = camrot @ (world_mm - campos); uv = focal * X_cam[:2] / X_cam[2] + princpt; "
                     "joints: InterHand order, right 0-20, left 21-41",
     )
     _write_text(paths["manifest"], json.dumps(manifest, indent=2))
-    manifest["seconds"] = round(elapsed, 3)
+    manifest.update(rendered=len(todo), reused=cfg.n - len(todo), seconds=round(elapsed, 3))
     manifest["images_per_s"] = round(len(todo) / elapsed, 3) if todo and elapsed > 0 else None
     return manifest
