@@ -552,16 +552,20 @@ def _part_path(parts: Path, idx: int) -> Path:
     return parts / f"{idx:07d}.json"
 
 
-def _load_part(parts: Path, images: Path, idx: int) -> Optional[dict]:
-    """The stored record of a finished sample (image and record both present), else ``None``."""
+def _is_done(parts: Path, images: Path, idx: int) -> bool:
+    """A finished sample: its image and its record are both present (both are written atomically)."""
+    return _part_path(parts, idx).is_file() and (images / image_relpath(idx)).is_file()
+
+
+def _read_part(parts: Path, idx: int) -> dict:
     p = _part_path(parts, idx)
-    if not p.is_file() or not (images / image_relpath(idx)).is_file():
-        return None
     try:
         rec = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) and rec.get("idx") == idx else None
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read the sample record {p}: {e}; rerun without --resume") from e
+    if not isinstance(rec, dict) or rec.get("idx") != idx:
+        raise InputError(f"{p} is not the record of sample {idx}; rerun without --resume")
+    return rec
 
 
 _WORKER: dict = {}
@@ -574,34 +578,65 @@ def _worker_init(size: int, model: str, quality: int) -> None:
     _WORKER["renderer"] = SampleRenderer(size, model, quality)
 
 
-def _work(task: tuple) -> list[dict]:
+def _work(task: tuple) -> list[int]:
     """Render the samples ``idxs`` (all of one pose chunk); write image + part file each."""
     seed, chunk, idxs, images, parts = task
     r: SampleRenderer = _WORKER["renderer"]
-    recs = []
     for idx in idxs:
         s = r.render(seed, idx, chunk)
         _write_bytes(Path(images) / image_relpath(idx), s.jpeg)
         _write_text(_part_path(Path(parts), idx), _dumps(s.record))
-        recs.append(s.record)
-    return recs
+    return list(idxs)
 
 
-def _assemble(records: list[dict]) -> dict[str, dict]:
-    cap = str(CAPTURE)
-    data = {"images": [r["image"] for r in records], "annotations": [r["annotation"] for r in records]}
-    camera: dict = {cap: {k: {} for k in ("campos", "camrot", "focal", "princpt")}}
-    joints: dict = {cap: {}}
-    mano: dict = {cap: {}}
-    params: dict = {cap: {}}
-    for r in records:
-        cid, fr = r["image"]["camera"], str(r["image"]["frame_idx"])
-        for k in ("campos", "camrot", "focal", "princpt"):
-            camera[cap][k][cid] = r["camera"][k]
-        joints[cap][fr] = r["joint_3d"]
-        mano[cap][fr] = r["mano"]
-        params[cap][fr] = r["ihmr"]
-    return dict(data=data, camera=camera, joint_3d=joints, mano=mano, ihmr=params)
+_CAMERA_KEYS = ("campos", "camrot", "focal", "princpt")
+
+
+def _assemble(paths: dict[str, Path], n: int) -> None:
+    """Write the five annotation files from the per-sample records, streaming (memory stays flat for
+    any ``n``). The bytes equal ``json.dumps(whole, separators=(",", ":"))`` of the nested dicts."""
+    import shutil
+    import tempfile
+
+    from ihmr.viz.export import atomic_write
+
+    parts = paths["parts"]
+    sections = ("images", "annotations", *_CAMERA_KEYS, "joint_3d", "mano", "ihmr")
+    with tempfile.TemporaryDirectory(dir=parts, prefix=".assemble.") as tmp:
+        fhs = {k: open(Path(tmp) / k, "w", encoding="utf-8") for k in sections}
+        try:
+            for idx in range(n):
+                rec = _read_part(parts, idx)
+                sep = "," if idx else ""
+                cid, fr = json.dumps(rec["image"]["camera"]), json.dumps(str(rec["image"]["frame_idx"]))
+                fhs["images"].write(sep + _dumps(rec["image"]))
+                fhs["annotations"].write(sep + _dumps(rec["annotation"]))
+                for k in _CAMERA_KEYS:
+                    fhs[k].write(f"{sep}{cid}:{_dumps(rec['camera'][k])}")
+                fhs["joint_3d"].write(f"{sep}{fr}:{_dumps(rec['joint_3d'])}")
+                fhs["mano"].write(f"{sep}{fr}:{_dumps(rec['mano'])}")
+                fhs["ihmr"].write(f"{sep}{fr}:{_dumps(rec['ihmr'])}")
+        finally:
+            for fh in fhs.values():
+                fh.close()
+        cap = json.dumps(str(CAPTURE))
+
+        def write(key: str, pieces: list) -> None:
+            with atomic_write(paths[key], "w") as out:
+                for piece in pieces:
+                    if piece in sections:
+                        with open(Path(tmp) / piece, encoding="utf-8") as src:
+                            shutil.copyfileobj(src, out, 1 << 20)
+                    else:
+                        out.write(piece)
+
+        write("data", ['{"images":[', "images", '],"annotations":[', "annotations", "]}"])
+        cam = ["{" + cap + ":{"]
+        for i, k in enumerate(_CAMERA_KEYS):
+            cam += [("," if i else "") + json.dumps(k) + ":{", k, "}"]
+        write("camera", cam + ["}}"])
+        for key in ("joint_3d", "mano", "ihmr"):
+            write(key, ["{" + cap + ":{", key, "}}"])
 
 
 def _check_writable(out: Path) -> None:
@@ -649,13 +684,8 @@ def generate(cfg: SynthConfig) -> dict:
     parts.mkdir(parents=True, exist_ok=True)
     _write_text(stamp, _dumps(manifest_key))
 
-    records: dict[int, dict] = {}
-    if cfg.resume:
-        for idx in range(cfg.n):
-            rec = _load_part(parts, images, idx)
-            if rec is not None:
-                records[idx] = rec
-    todo = [i for i in range(cfg.n) if i not in records]
+    done = {i for i in range(cfg.n) if _is_done(parts, images, i)} if cfg.resume else set()
+    todo = [i for i in range(cfg.n) if i not in done]
     by_chunk: dict[int, list[int]] = {}
     for i in todo:
         by_chunk.setdefault(i // cfg.chunk, []).append(i)
@@ -663,15 +693,13 @@ def generate(cfg: SynthConfig) -> dict:
     workers = max(1, min(int(cfg.workers), len(tasks)))
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     t0 = time.perf_counter()
-    bar = tqdm(total=cfg.n, initial=len(records), desc="ihmr synth", unit="img", disable=not cfg.progress)
+    bar = tqdm(total=cfg.n, initial=len(done), desc="ihmr synth", unit="img", disable=not cfg.progress)
     try:
         if tasks and workers == 1:
             _worker_init(cfg.size, cfg.model, cfg.quality)
             try:
                 for task in tasks:
-                    for rec in _work(task):
-                        records[rec["idx"]] = rec
-                        bar.update(1)
+                    bar.update(len(_work(task)))
             finally:
                 _WORKER.pop("renderer").close()
         elif tasks:
@@ -679,17 +707,13 @@ def generate(cfg: SynthConfig) -> dict:
 
             # spawn: every worker starts clean and opens its own EGL context (no forked GL state).
             with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(cfg.size, cfg.model, cfg.quality)) as pool:
-                for recs in pool.imap_unordered(_work, tasks):
-                    for rec in recs:
-                        records[rec["idx"]] = rec
-                    bar.update(len(recs))
+                for idxs in pool.imap_unordered(_work, tasks):
+                    bar.update(len(idxs))
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
 
-    files = _assemble([records[i] for i in range(cfg.n)])
-    for key in ("data", "camera", "joint_3d", "mano", "ihmr"):
-        _write_text(paths[key], _dumps(files[key]))
+    _assemble(paths, cfg.n)
     manifest = dict(
         manifest_key, n=int(cfg.n), split=cfg.split,
         capture=CAPTURE, seq_name=SEQ_NAME, camera_ids=f"str({CAMERA_BASE} + idx)",
