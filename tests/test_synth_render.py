@@ -126,7 +126,7 @@ def test_projection_lands_on_rendered_hands(synth_dirs):
     try:
         for im, an in zip(files["data"]["images"], files["data"]["annotations"]):
             idx, cid, fr = im["id"], im["camera"], str(im["frame_idx"])
-            s = r.render(SEED, idx, CHUNK)
+            s = r.render(SEED, idx, CHUNK, buffers=True)
             assert s.jpeg == (synth_dirs[0] / "images" / "train" / im["file_name"]).read_bytes()
             cam = files["camera"]["0"]
             uv, z = _project(files["joint_3d"]["0"][fr]["world_coord"], cam, cid)
@@ -134,8 +134,8 @@ def test_projection_lands_on_rendered_hands(synth_dirs):
             x, y, w, h = an["bbox"]
             assert (uv[:, 0] >= x - 1e-6).all() and (uv[:, 0] <= x + w + 1e-6).all()
             assert (uv[:, 1] >= y - 1e-6).all() and (uv[:, 1] <= y + h + 1e-6).all()
-            mask = s.mask
-            assert 0.03 < mask.mean() < 0.9
+            mask = s.hand_label >= 0  # hands only (forearms left out)
+            assert 0.03 < mask.mean() < 0.9 and (s.hand_label == 0).any() and (s.hand_label == 1).any()
             # The meshes rebuilt from the written parameters cover the rendered silhouette.
             p = files["ihmr"]["0"][fr]
             t = lambda k: torch.tensor(p[k], dtype=torch.float64)[None]  # noqa: E731
@@ -154,7 +154,7 @@ def test_projection_lands_on_rendered_hands(synth_dirs):
                 u, v = np.floor(uv[j]).astype(int)
                 win = (slice(max(v - 1, 0), v + 2), slice(max(u - 1, 0), u + 2))
                 assert mask[win].any(), f"sample {idx}: joint {j} at {uv[j]} falls on background"
-                d = s.depth[win][mask[win]] * 1000.0
+                d = s.hand_depth[win][mask[win]] * 1000.0
                 assert d.min() <= z[j] + 12.0, f"sample {idx}: joint {j} behind the visible surface"
                 near += j in TIPS and np.abs(d - z[j]).min() < 8.0
             assert near >= 1, f"sample {idx}: no fingertip on the visible surface"

@@ -185,8 +185,11 @@ def _project(points_m: np.ndarray, R: np.ndarray, eye_m: np.ndarray, f: np.ndarr
     return X[:, :2] / X[:, 2:3] * f + c, X[:, 2]
 
 
-def _camera(rng: np.random.Generator, verts_m: np.ndarray, target_m: np.ndarray, size: int):
-    """A random camera seeing every vertex: ``(R (3, 3), eye_m (3,), focal (2,), princpt (2,))``."""
+def _camera(rng: np.random.Generator, verts_m: np.ndarray, target_m: np.ndarray, size: int, away: Optional[np.ndarray] = None):
+    """A random camera seeing every vertex: ``(R (3, 3), eye_m (3,), focal (2,), princpt (2,))``.
+
+    ``away``: a unit direction (the forearms' mean) the camera should look along rather than against,
+    as when the arms come from a body facing the camera."""
     from ihmr.viz.render import look_at
 
     S = float(size)
@@ -194,9 +197,12 @@ def _camera(rng: np.random.Generator, verts_m: np.ndarray, target_m: np.ndarray,
     fx = 0.5 * S / math.tan(0.5 * fov)
     focal = np.array([fx, fx * (1.0 + rng.normal(0.0, 0.002))])
     princpt = 0.5 * S + rng.uniform(-0.05, 0.05, 2) * S
-    az = rng.uniform(0.0, 2 * math.pi)
-    el = math.radians(rng.uniform(-45.0, 65.0))
-    view_from = np.array([math.cos(el) * math.sin(az), -math.sin(el), -math.cos(el) * math.cos(az)])
+    for _ in range(30):
+        az = rng.uniform(0.0, 2 * math.pi)
+        el = math.radians(rng.uniform(-45.0, 65.0))
+        view_from = np.array([math.cos(el) * math.sin(az), -math.sin(el), -math.cos(el) * math.cos(az)])
+        if away is None or float(view_from @ away) <= -0.2:
+            break
     look = target_m + rng.normal(0.0, 0.01, 3)
     frac = rng.uniform(0.65, 0.95)  # bounding radius as a fraction of half the image
     roll = rng.normal(0.0, math.radians(12.0))
@@ -332,20 +338,146 @@ def _tint(rng: np.random.Generator, amount: float) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
+# Forearms
+
+
+#: Forearms thicken over this length from the wrist (m), then keep their girth.
+_ARM_RAMP = 0.2
+
+
+def _arm_radii(t: np.ndarray, r0: tuple[float, float], growth: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    f = np.clip(t / _ARM_RAMP, 0.0, 1.0)
+    return r0[0] * (1 + growth[0] * f), r0[1] * (1 + growth[1] * f)
+
+
+def _tube(start: np.ndarray, a: np.ndarray, u: np.ndarray, v: np.ndarray, length: float, r0: tuple[float, float],
+          growth: tuple[float, float], segs: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """A closed elliptic tube along ``a`` from ``start``: semi-axes ``r0`` along ``u``, ``v`` growing by
+    ``growth`` (relative) over the first :data:`_ARM_RAMP` metres. ``(vertices, faces)``, outward."""
+    ang = np.linspace(0.0, 2 * np.pi, segs, endpoint=False)
+    ts = np.unique(np.clip(np.array([0.0, 0.03, 0.07, 0.12, 0.17, _ARM_RAMP, length]), 0.0, length))
+    ru, rv = _arm_radii(ts, r0, growth)
+    ring = (start[None, None] + ts[:, None, None] * a
+            + (ru[:, None, None] * np.cos(ang)[None, :, None]) * u + (rv[:, None, None] * np.sin(ang)[None, :, None]) * v)
+    rings = len(ts) - 1
+    verts = [ring.reshape(-1, 3)]
+    faces = []
+    for i in range(rings):
+        for k in range(segs):
+            a0, a1 = i * segs + k, i * segs + (k + 1) % segs
+            b0, b1 = a0 + segs, a1 + segs
+            faces += [[a0, b0, a1], [a1, b0, b1]]
+    count = ring.shape[0] * segs
+    for end, sign in ((0, -1), (rings, 1)):  # caps with their own vertices (flat normals)
+        verts.append(np.concatenate([ring[end].mean(0, keepdims=True), ring[end]]))
+        for k in range(segs):
+            f = [count, count + 1 + k, count + 1 + (k + 1) % segs]
+            faces.append(f if sign < 0 else f[::-1])
+        count += segs + 1
+    V = np.concatenate(verts)
+    F = np.asarray(faces, dtype=np.int64)
+    if np.dot(np.cross(u, v), a) < 0:  # the winding above is outward for a right-handed (u, v, a)
+        F = F[:, ::-1]
+    return V, F
+
+
+def _inside_tube(points: np.ndarray, start: np.ndarray, a: np.ndarray, u: np.ndarray, v: np.ndarray, length: float,
+                 r0: tuple[float, float], growth: tuple[float, float], pad: float) -> np.ndarray:
+    d = points - start
+    t = d @ a
+    ru, rv = _arm_radii(t, r0, growth)
+    return (t > -pad) & (t < length + pad) & (((d @ u) / (ru + pad)) ** 2 + ((d @ v) / (rv + pad)) ** 2 < 1.0)
+
+
+def _forearms(rng: np.random.Generator, V: np.ndarray, J: np.ndarray) -> list[dict]:
+    """Forearms continuing each wrist (random wrist bend, length, optional sleeve), dropped where they
+    would pass through the other hand or the other forearm. World metres."""
+    arms: list[dict] = []
+    for h in range(2):
+        w = J[h, 0]
+        a0 = w - J[h, 4]  # middle-finger base -> wrist
+        a0 /= np.linalg.norm(a0)
+        lat = J[h, 1] - J[h, 7]  # index base - pinky base
+        lat -= (lat @ a0) * a0
+        lat /= np.linalg.norm(lat)
+        tries = 0
+        while tries < 4:
+            tries += 1
+            from ihmr.geometry.rotations import axis_angle_to_matrix
+            import torch
+
+            nrm = np.cross(a0, lat)
+            rot = axis_angle_to_matrix(torch.tensor(lat * rng.normal(0, 0.35) + nrm * rng.normal(0, 0.2))).numpy()
+            a = rot @ a0
+            u = lat - (lat @ a) * a
+            u /= np.linalg.norm(u)
+            v = np.cross(a, u)
+            s = (V[h] - w) @ a
+            s_max = float(s.max())
+            near = (s > s_max - 0.02)
+            pu, pv = np.abs((V[h][near] - w) @ u), np.abs((V[h][near] - w) @ v)
+            r0 = (max(float(pu.max()) * 0.93, 0.014), max(float(pv.max()) * 0.9, 0.009))
+            growth = (rng.uniform(0.1, 0.3), rng.uniform(0.35, 0.75))
+            start = w + (s_max - 0.014) * a
+            length = rng.uniform(0.6, 0.85)
+            other = V[1 - h]
+            if _inside_tube(other, start, a, u, v, length, r0, growth, 0.002).any():
+                continue
+            ok = True
+            for b in arms:  # the other forearm: sample its axis and surface roughly
+                axis = b["start"][None] + np.linspace(0, b["length"], 24)[:, None] * b["a"]
+                if _inside_tube(axis, start, a, u, v, length, r0, growth, max(b["r0"]) * 1.3).any():
+                    ok = False
+            if not ok:
+                continue
+            sleeve = rng.uniform(0.03, 0.12) if rng.random() < 0.5 else None
+            arms.append(dict(hand=h, start=start, a=a, u=u, v=v, length=length, r0=r0, growth=growth, sleeve=sleeve))
+            break
+    return arms
+
+
+def _arm_sees_camera(arm: dict, eye: np.ndarray, look: np.ndarray) -> bool:
+    """Keep a forearm only if it does not point at the camera nor pass near it."""
+    view = (look - eye) / np.linalg.norm(look - eye)
+    if float(arm["a"] @ view) < -0.25:
+        return False
+    near = _inside_tube(eye[None], arm["start"], arm["a"], arm["u"], arm["v"], arm["length"] + 0.05, arm["r0"], arm["growth"], 0.05)
+    return not bool(near.any())
+
+
+def _arm_meshes(arm: dict, sleeve_pad: float = 1.12) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Skin part and (optional) sleeve part of a forearm: ``[(vertices, faces, "skin" | "sleeve")]``."""
+    L, r0, g = arm["length"], arm["r0"], arm["growth"]
+    if arm["sleeve"] is None:
+        V, F = _tube(arm["start"], arm["a"], arm["u"], arm["v"], L, r0, g)
+        return [(V, F, "skin")]
+    cut = min(float(arm["sleeve"]) + 0.014, L * 0.8)
+    Vs, Fs = _tube(arm["start"], arm["a"], arm["u"], arm["v"], cut + 0.01, r0, g)
+    ru, rv = _arm_radii(np.array(cut), r0, g)
+    # The sleeve: a little wider than the arm where it starts, then the arm's own growth.
+    r1 = (float(ru) * sleeve_pad, float(rv) * sleeve_pad)
+    f = min(cut / _ARM_RAMP, 1.0)
+    g1 = ((1 + g[0]) / (1 + g[0] * f) - 1, (1 + g[1]) / (1 + g[1] * f) - 1)
+    Vc, Fc = _tube(arm["start"] + cut * arm["a"], arm["a"], arm["u"], arm["v"], L - cut, r1, g1)
+    return [(Vs, Fs, "skin"), (Vc, Fc, "sleeve")]
+
+
+# --------------------------------------------------------------------------------------------------
 # Rendering one sample
 
 
 @dataclass
 class RenderedSample:
-    """One sample: ``image (S, S, 3)`` uint8, ``depth (S, S)`` metres along camera z (0 = empty),
-    ``mask (S, S)`` bool (hands), ``hand_mask (S, S)`` int8 (-1 empty, 0 right, 1 left) and the
-    per-sample ``record`` (what the annotation files hold for it)."""
+    """One sample: ``image (S, S, 3)`` uint8, the JPEG bytes written, the per-sample ``record`` (what
+    the annotation files hold for it) and, with ``buffers=True``, hands-only buffers (forearms left
+    out): ``hand_label (S, S)`` int8 (-1 empty, 0 right, 1 left) and ``hand_depth (S, S)`` float32
+    (metres along the camera z, 0 where empty)."""
 
     image: np.ndarray
-    depth: np.ndarray
-    mask: np.ndarray
     record: dict
     jpeg: bytes = b""
+    hand_label: Optional[np.ndarray] = None
+    hand_depth: Optional[np.ndarray] = None
     extra: dict = field(default_factory=dict)
 
 
@@ -408,8 +540,9 @@ class SampleRenderer:
         j = idx % chunk
         return {k: v[j] for k, v in g.items()}
 
-    def render(self, seed: int, idx: int, chunk: int = POSE_CHUNK) -> RenderedSample:
-        """Render sample ``idx`` of ``seed`` and build its annotation record."""
+    def render(self, seed: int, idx: int, chunk: int = POSE_CHUNK, buffers: bool = False) -> RenderedSample:
+        """Render sample ``idx`` of ``seed`` and build its annotation record (``buffers``: also the
+        hands-only label and depth maps, one more render pass)."""
         import trimesh
         from PIL import Image, ImageFilter
 
@@ -426,7 +559,14 @@ class SampleRenderer:
         origin_m = target_m - centre
         Vw = V + origin_m
         Jw = J + origin_m
-        R, eye, focal, princpt = _camera(rng, Vw.reshape(-1, 3), target_m, S)
+        # Forearms (most samples) first: the camera then looks along them rather than against them.
+        arms = _forearms(rng, Vw, Jw) if rng.random() < 0.85 else []
+        away = None
+        if arms:
+            m = np.mean([arm["a"] for arm in arms], 0)
+            away = m / np.linalg.norm(m) if np.linalg.norm(m) > 0.3 else None
+        R, eye, focal, princpt = _camera(rng, Vw.reshape(-1, 3), target_m, S, away)
+        arms = [arm for arm in arms if _arm_sees_camera(arm, eye, target_m)]
 
         # Appearance.
         skin_lin, tone = _skin(rng)
@@ -440,6 +580,8 @@ class SampleRenderer:
         ambient = rng.uniform(0.1, 0.4) * _tint(rng, 0.05)
         scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=ambient)
         palm_gain = rng.uniform(1.03, 1.15)
+        hand_nodes = []
+        roughness = rng.uniform(0.45, 0.8, 2)
         for h in range(2):
             tm = trimesh.Trimesh(Vw[h], self.faces[h], process=False)
             w = self._palm[:, None]
@@ -447,9 +589,20 @@ class SampleRenderer:
             mult = mult / mult.max()
             tm.visual.vertex_colors = np.concatenate([np.round(mult * 255), np.full((len(mult), 1), 255)], 1).astype(np.uint8)
             mat = pyrender.MetallicRoughnessMaterial(
-                baseColorFactor=[*skin_lin[h], 1.0], metallicFactor=0.0, roughnessFactor=float(rng.uniform(0.45, 0.8)),
+                baseColorFactor=[*skin_lin[h], 1.0], metallicFactor=0.0, roughnessFactor=float(roughness[h]),
             )
-            scene.add(pyrender.Mesh.from_trimesh(tm, material=mat, smooth=True))
+            hand_nodes.append(scene.add(pyrender.Mesh.from_trimesh(tm, material=mat, smooth=True)))
+        # Forearm skin a touch darker than the back of the hand; sometimes sleeves.
+        sleeve_lin = _srgb_to_linear(_random_color(rng))
+        for arm in arms:
+            for av, af, kind in _arm_meshes(arm):
+                tm = trimesh.Trimesh(av, af, process=False)
+                if kind == "skin":
+                    mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*(skin_lin[arm["hand"]] * 0.93), 1.0],
+                                                             metallicFactor=0.0, roughnessFactor=float(roughness[arm["hand"]]))
+                else:
+                    mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*sleeve_lin, 1.0], metallicFactor=0.0, roughnessFactor=0.95)
+                scene.add(pyrender.Mesh.from_trimesh(tm, material=mat, smooth=True))
         scene.add(pyrender.IntrinsicsCamera(fx=focal[0], fy=focal[1], cx=princpt[0], cy=princpt[1], znear=0.02, zfar=20.0), pose=cam_pose)
         # Key light from the camera side, random direction and strength; sometimes a fill light.
         key_dir = np.array([rng.normal(0, 0.6), rng.normal(0, 0.6), 1.0])
@@ -459,7 +612,15 @@ class SampleRenderer:
             fill_dir = np.array([rng.normal(0, 1.0), rng.normal(0, 1.0), rng.uniform(-0.3, 1.0)])
             scene.add(pyrender.DirectionalLight(color=_tint(rng, 0.1), intensity=key * rng.uniform(0.15, 0.5)),
                       pose=_light_pose(fill_dir, cv_to_world))
-        color, depth = self.renderer().render(scene, flags=pyrender.RenderFlags.RGBA)
+        color, _ = self.renderer().render(scene, flags=pyrender.RenderFlags.RGBA)
+        label = hdepth = None
+        if buffers:
+            seg, hdepth = self.renderer().render(scene, flags=pyrender.RenderFlags.SEG,
+                                                 seg_node_map={hand_nodes[0]: (255, 0, 0), hand_nodes[1]: (0, 255, 0)})
+            label = np.full((S, S), -1, dtype=np.int8)
+            label[seg[..., 0] > 127] = 0
+            label[seg[..., 1] > 127] = 1
+            hdepth = np.where(label >= 0, hdepth, 0.0).astype(np.float32)
         alpha = color[..., 3:4].astype(np.float32) / 255.0
         # The MSAA resolve mixes the hands with the (black, transparent) clear colour: premultiplied.
         img = color[..., :3].astype(np.float32) + (1.0 - alpha) * background.astype(np.float32)
@@ -476,8 +637,8 @@ class SampleRenderer:
         Image.fromarray(img).save(buf, format="JPEG", quality=self.quality)
 
         record = self._record(idx, gt, Jw, origin_m, R, eye, focal, princpt, tone)
-        return RenderedSample(image=img, depth=depth.astype(np.float32), mask=depth > 0, record=record, jpeg=buf.getvalue(),
-                              extra=dict(world_to_cam=E, vertices_world_m=Vw))
+        return RenderedSample(image=img, record=record, jpeg=buf.getvalue(), hand_label=label, hand_depth=hdepth,
+                              extra=dict(world_to_cam=E, vertices_world_m=Vw, forearms=len(arms)))
 
     def _record(self, idx, gt, Jw, origin_m, R, eye, focal, princpt, tone) -> dict:
         from ihmr.joint_order import from_two_hand
