@@ -423,6 +423,9 @@ def _forearms(rng: np.random.Generator, V: np.ndarray, J: np.ndarray) -> list[di
             other = V[1 - h]
             if _inside_tube(other, start, a, u, v, length, r0, growth, 0.002).any():
                 continue
+            own = V[h][(V[h] - start) @ a > 0.03]  # own fingers curled back past the wrist
+            if own.size and _inside_tube(own, start, a, u, v, length, r0, growth, 0.002).any():
+                continue
             ok = True
             for b in arms:  # the other forearm: sample its axis and surface roughly
                 axis = b["start"][None] + np.linspace(0, b["length"], 24)[:, None] * b["a"]
@@ -867,9 +870,16 @@ def generate(cfg: SynthConfig) -> dict:
             import multiprocessing as mp
 
             # spawn: every worker starts clean and opens its own EGL context (no forked GL state).
-            with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(cfg.size, cfg.model, cfg.quality)) as pool:
+            pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(cfg.size, cfg.model, cfg.quality))
+            try:
                 for idxs in pool.imap_unordered(_work, tasks):
                     bar.update(len(idxs))
+                pool.close()
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
