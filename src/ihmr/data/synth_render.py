@@ -376,7 +376,7 @@ def _tube(start: np.ndarray, a: np.ndarray, u: np.ndarray, v: np.ndarray, length
         count += segs + 1
     V = np.concatenate(verts)
     F = np.asarray(faces, dtype=np.int64)
-    if np.dot(np.cross(u, v), a) < 0:  # the winding above is outward for a right-handed (u, v, a)
+    if np.dot(np.cross(u, v), a) > 0:  # the winding above is inward for a right-handed (u, v, a)
         F = F[:, ::-1]
     return V, F
 
