@@ -206,3 +206,18 @@ def test_bad_arguments(tmp_path, capsys):
     assert main(["synth", "--out", str(blocker / "sub"), "--n", "2", "--quiet"]) == 2
     assert "cannot create output folder" in capsys.readouterr().err
     assert not (tmp_path / "y").exists() or not any((tmp_path / "y").rglob("*.jpg"))
+
+
+def test_forearm_tube_is_closed_outwards():
+    import trimesh
+
+    from ihmr.data.synth_render import _inside_tube, _tube
+
+    a, u = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])
+    for v in (np.cross(a, u), -np.cross(a, u)):  # both handednesses of (u, v, a)
+        V, F = _tube(np.zeros(3), a, u, v, 0.5, (0.03, 0.02), (0.2, 0.5))
+        m = trimesh.Trimesh(V, F, process=False)
+        assert m.volume > 0.0  # outward winding (pyrender culls back faces)
+        inside = _inside_tube(np.array([[0, 0, 0.25], [0.05, 0, 0.1], [0, 0, -0.01]]), np.zeros(3), a, u, v, 0.5,
+                              (0.03, 0.02), (0.2, 0.5), 0.0)
+        assert inside.tolist() == [True, False, False]
