@@ -585,27 +585,42 @@ class SampleRenderer:
         palm_gain = rng.uniform(1.03, 1.15)
         hand_nodes = []
         roughness = rng.uniform(0.45, 0.8, 2)
+        view_dir = (target_m - eye) / np.linalg.norm(target_m - eye)
+        count = [0]
+
+        def add(vertices: np.ndarray, faces: np.ndarray, mat, colors: Optional[np.ndarray] = None):
+            # pyrender draws opaque nodes sorted by the distance of their pose from the camera and
+            # breaks ties by set order (memory addresses): meshes that intersect (hand and forearm)
+            # then share depth values and the winner changes from run to run. Distinct poses (the
+            # vertices compensate) make the draw order, and so the pixels, deterministic.
+            t = eye + view_dir * (1.0 + 1e-3 * count[0])
+            count[0] += 1
+            tm = trimesh.Trimesh(vertices - t, faces, process=False)
+            if colors is not None:
+                tm.visual.vertex_colors = colors
+            pose = np.eye(4)
+            pose[:3, 3] = t
+            return scene.add(pyrender.Mesh.from_trimesh(tm, material=mat, smooth=True), pose=pose)
+
         for h in range(2):
-            tm = trimesh.Trimesh(Vw[h], self.faces[h], process=False)
             w = self._palm[:, None]
             mult = (1 - w) * np.array([0.93, 0.93, 0.95]) + w * palm_gain * np.array([1.0, 0.97, 0.95])
             mult = mult / mult.max()
-            tm.visual.vertex_colors = np.concatenate([np.round(mult * 255), np.full((len(mult), 1), 255)], 1).astype(np.uint8)
+            colors = np.concatenate([np.round(mult * 255), np.full((len(mult), 1), 255)], 1).astype(np.uint8)
             mat = pyrender.MetallicRoughnessMaterial(
                 baseColorFactor=[*skin_lin[h], 1.0], metallicFactor=0.0, roughnessFactor=float(roughness[h]),
             )
-            hand_nodes.append(scene.add(pyrender.Mesh.from_trimesh(tm, material=mat, smooth=True)))
+            hand_nodes.append(add(Vw[h], self.faces[h], mat, colors))
         # Forearm skin a touch darker than the back of the hand; sometimes sleeves.
         sleeve_lin = _srgb_to_linear(_random_color(rng))
         for arm in arms:
             for av, af, kind in _arm_meshes(arm):
-                tm = trimesh.Trimesh(av, af, process=False)
                 if kind == "skin":
                     mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*(skin_lin[arm["hand"]] * 0.93), 1.0],
                                                              metallicFactor=0.0, roughnessFactor=float(roughness[arm["hand"]]))
                 else:
                     mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*sleeve_lin, 1.0], metallicFactor=0.0, roughnessFactor=0.95)
-                scene.add(pyrender.Mesh.from_trimesh(tm, material=mat, smooth=True))
+                add(av, af, mat)
         scene.add(pyrender.IntrinsicsCamera(fx=focal[0], fy=focal[1], cx=princpt[0], cy=princpt[1], znear=0.02, zfar=20.0), pose=cam_pose)
         # Key light from the camera side, random direction and strength; sometimes a fill light.
         key_dir = np.array([rng.normal(0, 0.6), rng.normal(0, 0.6), 1.0])
