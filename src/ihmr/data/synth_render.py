@@ -389,9 +389,14 @@ def _inside_tube(points: np.ndarray, start: np.ndarray, a: np.ndarray, u: np.nda
     return (t > -pad) & (t < length + pad) & (((d @ u) / (ru + pad)) ** 2 + ((d @ v) / (rv + pad)) ** 2 < 1.0)
 
 
-def _forearms(rng: np.random.Generator, V: np.ndarray, J: np.ndarray) -> list[dict]:
+def _forearms(rng: np.random.Generator, V: np.ndarray, J: np.ndarray, ring: np.ndarray) -> list[dict]:
     """Forearms continuing each wrist (random wrist bend, length, optional sleeve), dropped where they
-    would pass through the other hand or the other forearm. World metres."""
+    would pass through the other hand, the hand's own fingers or the other forearm. World metres;
+    ``ring``: indices of the vertices around the wrist opening."""
+    import torch
+
+    from ihmr.geometry.rotations import axis_angle_to_matrix
+
     arms: list[dict] = []
     for h in range(2):
         w = J[h, 0]
@@ -401,29 +406,25 @@ def _forearms(rng: np.random.Generator, V: np.ndarray, J: np.ndarray) -> list[di
         lat -= (lat @ a0) * a0
         lat /= np.linalg.norm(lat)
         tries = 0
-        while tries < 4:
+        while tries < 8:
             tries += 1
-            from ihmr.geometry.rotations import axis_angle_to_matrix
-            import torch
-
             nrm = np.cross(a0, lat)
             rot = axis_angle_to_matrix(torch.tensor(lat * rng.normal(0, 0.35) + nrm * rng.normal(0, 0.2))).numpy()
             a = rot @ a0
             u = lat - (lat @ a) * a
             u /= np.linalg.norm(u)
             v = np.cross(a, u)
-            s = (V[h] - w) @ a
-            s_max = float(s.max())
-            near = (s > s_max - 0.02)
-            pu, pv = np.abs((V[h][near] - w) @ u), np.abs((V[h][near] - w) @ v)
+            wr = V[h][ring]
+            s_max = float(((wr - w) @ a).max())
+            pu, pv = np.abs((wr - w) @ u), np.abs((wr - w) @ v)
             r0 = (max(float(pu.max()) * 0.93, 0.014), max(float(pv.max()) * 0.9, 0.009))
             growth = (rng.uniform(0.1, 0.3), rng.uniform(0.35, 0.75))
             start = w + (s_max - 0.014) * a
             length = rng.uniform(0.6, 0.85)
-            other = V[1 - h]
-            if _inside_tube(other, start, a, u, v, length, r0, growth, 0.002).any():
+            # The other hand (with room for a sleeve), and this hand's fingers curled back past the wrist.
+            if _inside_tube(V[1 - h], start, a, u, v, length, r0, growth, 0.006).any():
                 continue
-            own = V[h][(V[h] - start) @ a > 0.03]  # own fingers curled back past the wrist
+            own = V[h][(V[h] - start) @ a > 0.02]
             if own.size and _inside_tube(own, start, a, u, v, length, r0, growth, 0.002).any():
                 continue
             ok = True
@@ -507,20 +508,26 @@ class SampleRenderer:
         self.hands = TwoHands(model, dtype=torch.float64)
         self.faces = self.hands.faces.numpy()
         self.model_name = self.hands.model_name
-        self._palm = self._palm_weights()
+        self._palm, self._ring = self._rest_features()
         self._renderer = None
         self._chunk_cache: dict = {}
 
-    def _palm_weights(self) -> np.ndarray:
-        """Per-vertex weight in [0, 1] of the palm side (rest pose: back +y, palm -y)."""
+    def _rest_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """From the flat rest hand: per-vertex palm-side weight in [0, 1] (rest pose: back +y, palm
+        -y) and the indices of the vertices around the wrist opening (the last 12 mm along the
+        middle-finger-base -> wrist direction)."""
         import torch
         import trimesh
 
         z = torch.zeros
         out = self.hands.right(z(1, 10, dtype=torch.float64), z(1, 3, dtype=torch.float64), z(1, 45, dtype=torch.float64))
-        tm = trimesh.Trimesh(out.vertices[0].numpy(), self.faces[0], process=False)
+        v, j = out.vertices[0].numpy(), out.joints[0].numpy()
+        tm = trimesh.Trimesh(v, self.faces[0], process=False)
         ny = np.asarray(tm.vertex_normals)[:, 1]
-        return np.clip((-ny + 0.2) / 0.8, 0.0, 1.0) ** 1.5
+        palm = np.clip((-ny + 0.2) / 0.8, 0.0, 1.0) ** 1.5
+        a = (j[0] - j[4]) / np.linalg.norm(j[0] - j[4])
+        s = (v - j[0]) @ a
+        return palm, np.nonzero(s > s.max() - 0.012)[0]
 
     def renderer(self):
         if self._renderer is None:
@@ -563,7 +570,7 @@ class SampleRenderer:
         Vw = V + origin_m
         Jw = J + origin_m
         # Forearms (most samples) first: the camera then looks along them rather than against them.
-        arms = _forearms(rng, Vw, Jw) if rng.random() < 0.85 else []
+        arms = _forearms(rng, Vw, Jw, self._ring) if rng.random() < 0.85 else []
         away = None
         if arms:
             m = np.mean([arm["a"] for arm in arms], 0)
@@ -875,12 +882,16 @@ def generate(cfg: SynthConfig) -> dict:
     bar = tqdm(total=cfg.n, initial=len(done), desc="ihmr synth", unit="img", disable=not cfg.progress)
     try:
         if tasks and workers == 1:
+            import torch
+
+            threads = torch.get_num_threads()
             _worker_init(cfg.size, cfg.model, cfg.quality)
             try:
                 for task in tasks:
                     bar.update(len(_work(task)))
             finally:
                 _WORKER.pop("renderer").close()
+                torch.set_num_threads(threads)
         elif tasks:
             import multiprocessing as mp
 
