@@ -2,7 +2,11 @@
 
 Each sample is a pair of interacting hands from :func:`ihmr.data.synthetic.make_synthetic` (ground
 truth in contact), placed in a fixed world frame (millimetres) and seen by its own random pinhole
-camera, rendered with skin-like shading over a procedural background. Files under ``out``::
+camera (field of view 25-55 deg, distance so the pair fills 65-95 % of the frame, principal point
+jitter, roll), rendered with skin-like shading (per-sample tone from a light-to-dark palette, a
+slightly different tone per hand, lighter palms), forearms (random wrist bend and girth, half of
+them in sleeves), random key/fill/ambient light, a procedural background (gradients, value noise,
+colour blobs, shapes) and sometimes blur and noise. Files under ``out``::
 
     images/<split>/Capture0/synth/cam<camera>/image<idx:05d>.jpg
     annotations/<split>/InterHand2.6M_<split>_data.json          COCO-style images + annotations
@@ -22,18 +26,22 @@ World frame: the hand model's frame (right wrist at the origin, metres) scaled t
 ``origin_mm`` (drawn per sample, so the pair's joint centroid lies within 100 mm of the world origin);
 no rotation, so the global orientations ``phi`` hold in the world frame too.
 
-``_MANO_NeuralAnnot.json`` shape: ``pose`` 48 = ``phi`` (3) + finger pose relative to the model's mean
-pose (45; MANO's ``flat_hand_mean=False`` convention, equal to ``theta`` for models without a mean),
-``shape`` = ``beta``, ``trans`` (metres) such that the standard MANO layer (which rotates about the
-rest wrist ``J0(beta)``) puts the wrist at its world position: ``trans = wrist_world_m - J0(beta)``.
-These are exact for the hand model named in ``ihmr_params.json`` (``model``), which also stores the
-exact ``beta, phi, theta, tau`` and ``origin_mm``: ``world_mm = 1000 * TwoHands(beta, phi, theta,
-tau).joints + origin_mm``.
+``_MANO_NeuralAnnot.json`` shape: ``pose`` 48 = ``phi`` (3) + finger pose (45), ``shape`` = ``beta``,
+``trans`` (metres) such that a MANO-style layer (which rotates about the rest wrist ``J0(beta)``)
+puts the wrist at its world position: ``trans = wrist_world_m - J0(beta)``. The finger pose is
+relative to the model's PCA mean pose when it has one (official MANO pickles: the
+``flat_hand_mean=False`` convention of the real annotations) and to the flat hand otherwise (the
+packaged ``open`` model). These parameters are exact for the hand model named in
+``ihmr_params.json`` (``model``; the ``open`` model is not MANO: other vertices, same joints), which
+also stores the exact ``beta, phi, theta, tau`` and ``origin_mm``:
+``world_mm = 1000 * TwoHands(beta, phi, theta, tau).joints + origin_mm`` (before InterHand ordering).
 
 Determinism: sample ``idx`` depends only on ``(seed, idx)``: its pose comes from pose chunk
 ``idx // chunk`` (``make_synthetic(chunk, seed=f(seed, idx // chunk))``), everything else (camera,
 skin, light, background, blur, noise) from ``numpy.random.default_rng([seed, idx])``. So the output
 is identical for any number of workers, and a run with a larger ``n`` extends a smaller one.
+Meshes get distinct node poses so pyrender's draw order (and so every pixel where meshes intersect)
+does not depend on memory addresses.
 """
 
 from __future__ import annotations
