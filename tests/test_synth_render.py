@@ -49,6 +49,12 @@ def test_deterministic_across_workers(synth_dirs):
         assert f1[name] == f2[name], f"{name} differs between 1 and 2 workers"
     for i in range(N):
         assert f"images/train/{image_relpath(i)}" in f1
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in (f"images/train/{image_relpath(0)}", "annotations/train/InterHand2.6M_train_data.json"):
+        assert (d1 / name).stat().st_mode & 0o777 == 0o666 & ~mask  # like open(), not mkstemp's 0600
     # Different seeds give different data.
     params = _load(d1)["ihmr"]["0"]
     assert params["0"]["beta"] != params["1"]["beta"]

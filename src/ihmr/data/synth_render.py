@@ -728,11 +728,22 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: Mode of the written files: what ``open()`` would give (``atomic_write``'s temporary files are 0600).
+_FILE_MODE = _umask_mode()
+
+
 def _write_text(path: Path, text: str) -> None:
     from ihmr.viz.export import atomic_write
 
     with atomic_write(path, "w") as fh:
         fh.write(text)
+    os.chmod(path, _FILE_MODE)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -740,6 +751,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
     with atomic_write(path) as fh:
         fh.write(data)
+    os.chmod(path, _FILE_MODE)
 
 
 def _part_path(parts: Path, idx: int) -> Path:
@@ -823,6 +835,7 @@ def _assemble(paths: dict[str, Path], n: int) -> None:
                             shutil.copyfileobj(src, out, 1 << 20)
                     else:
                         out.write(piece)
+            os.chmod(paths[key], _FILE_MODE)
 
         write("data", ['{"images":[', "images", '],"annotations":[', "annotations", "]}"])
         cam = ["{" + cap + ":{"]
