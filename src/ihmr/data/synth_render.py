@@ -53,7 +53,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -784,7 +784,7 @@ def _worker_init(size: int, model: str, quality: int) -> None:
     _WORKER["renderer"] = SampleRenderer(size, model, quality)
 
 
-def _work(task: tuple) -> list[int]:
+def _work(task: tuple, on_done: Optional[Callable[[], None]] = None) -> list[int]:
     """Render the samples ``idxs`` (all of one pose chunk); write image + part file each."""
     seed, chunk, idxs, images, parts = task
     r: SampleRenderer = _WORKER["renderer"]
@@ -792,6 +792,8 @@ def _work(task: tuple) -> list[int]:
         s = r.render(seed, idx, chunk)
         _write_bytes(Path(images) / image_relpath(idx), s.jpeg)
         _write_text(_part_path(Path(parts), idx), _dumps(s.record))
+        if on_done is not None:
+            on_done()
     return list(idxs)
 
 
@@ -909,7 +911,7 @@ def generate(cfg: SynthConfig) -> dict:
             _worker_init(cfg.size, cfg.model, cfg.quality)
             try:
                 for task in tasks:
-                    bar.update(len(_work(task)))
+                    _work(task, on_done=lambda: bar.update(1))
             finally:
                 _WORKER.pop("renderer").close()
                 torch.set_num_threads(threads)
