@@ -578,7 +578,7 @@ class SampleRenderer:
         Vw = V + origin_m
         Jw = J + origin_m
         # Forearms (most samples) first: the camera then looks along them rather than against them.
-        arms = _forearms(rng, Vw, Jw, self._ring) if rng.random() < 0.85 else []
+        arms = _forearms(rng, Vw, Jw, self._ring) if rng.random() < 0.95 else []
         away = None
         if arms:
             m = np.mean([arm["a"] for arm in arms], 0)
