@@ -60,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ihmr.cli.demo import add_demo_parser
     from ihmr.cli.refine import add_bench_parser, add_refine_parser
+    from ihmr.cli.synth import add_synth_parser
     from ihmr.cli.train import add_train_parser
 
     add_demo_parser(sub)
     add_refine_parser(sub)
     add_bench_parser(sub)
     add_train_parser(sub)
+    add_synth_parser(sub)
 
     info = sub.add_parser("info", help="print facts about a hand model as JSON")
     info.add_argument("--model", default="open")
