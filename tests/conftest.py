@@ -8,6 +8,12 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Caches (e.g. the InterHand2.6M loader's) go to a temporary folder, never ~/.cache."""
+    os.environ["IHMR_CACHE"] = str(tmp_path_factory.mktemp("ihmr_cache"))
+
+
 @pytest.fixture(scope="session")
 def open_right():
     import ihmr

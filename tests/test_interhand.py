@@ -360,9 +360,12 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     calls = []
     real = ih._read_json
     monkeypatch.setattr(ih, "_read_json", lambda p: calls.append(Path(p).name) or real(p))
+    monkeypatch.setenv("IHMR_CACHE", str(tmp_path / "user_cache"))  # the default cache location
+    default = tmp_path / "user_cache" / "interhand"
     a = load_interhand(tmp_path / "s")
     assert not a.from_cache and len(calls) == 4  # data, camera, joint_3d, MANO
-    caches = list((tmp_path / "s").glob("*.ihmr-cache.*.npz"))
+    assert not list((tmp_path / "s").glob("*.ihmr-cache.*.npz"))  # nothing written beside the data
+    caches = list(default.glob("*.ihmr-cache.*.npz"))
     assert len(caches) == 1
     calls.clear()
     b = load_interhand(tmp_path / "s")
@@ -379,8 +382,8 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     c = load_interhand(tmp_path / "s")
     assert not c.from_cache and len(calls) == 4
     np.testing.assert_allclose(c.joints_world[0, 20], 0.0)
-    assert len(list((tmp_path / "s").glob("*.ihmr-cache.*.npz"))) == 1
-    assert list((tmp_path / "s").glob("*.ihmr-cache.*.npz")) != caches
+    assert len(list(default.glob("*.ihmr-cache.*.npz"))) == 1
+    assert list(default.glob("*.ihmr-cache.*.npz")) != caches
     # a separate cache folder; cache_dir=False never writes
     calls.clear()
     assert not load_interhand(tmp_path / "s", cache_dir=tmp_path / "cache").from_cache
