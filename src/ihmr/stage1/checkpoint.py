@@ -1,0 +1,109 @@
+"""Stage-I checkpoints: the network's architecture, weights and (optionally) training state.
+
+A checkpoint is a ``torch.save`` dict of plain types and tensors, loaded with
+``weights_only=True``::
+
+    {"format": "ihmr-stage1", "version": 1,
+     "arch": {backbone, feature_dim, num_iters, init_cam_scale, heatmap_size, depth_bins,
+              depth_range, deconv_channels, num_deconv, input_size, model},
+     "state_dict": {...},                       # Stage1Net weights
+     "train": {"epoch", "step", "optimizer", "scheduler", "scaler", "rng", "config", ...} or None,
+     "info": {...}}                              # free-form facts (data, figures)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ihmr.errors import InputError
+
+__all__ = ["Stage1Arch", "save_stage1", "load_stage1", "read_stage1_checkpoint"]
+
+FORMAT = "ihmr-stage1"
+VERSION = 1
+
+
+@dataclass
+class Stage1Arch:
+    """Constructor arguments of :class:`~ihmr.stage1.network.Stage1Net` that a checkpoint records
+    (``input_size``: crop side the network was trained on; ``model``: hand model name)."""
+
+    backbone: str = "resnet18"
+    feature_dim: int = 1024
+    num_iters: int = 3
+    init_cam_scale: float = 5.0
+    heatmap_size: int = 32
+    depth_bins: int = 32
+    depth_range: float = 0.2
+    deconv_channels: int = 256
+    num_deconv: int = 2
+    input_size: int = 224
+    model: str = "open"
+    extra: dict = field(default_factory=dict)
+
+    def build(self, hand_model=None):
+        """A fresh :class:`Stage1Net` with this architecture (no pretrained weights)."""
+        from ihmr.stage1.network import Stage1Net
+
+        return Stage1Net(
+            backbone=self.backbone, feature_dim=self.feature_dim, num_iters=self.num_iters,
+            init_cam_scale=self.init_cam_scale, heatmap_size=self.heatmap_size, depth_bins=self.depth_bins,
+            depth_range=self.depth_range, deconv_channels=self.deconv_channels, num_deconv=self.num_deconv,
+            hand_model=hand_model,
+        )
+
+
+def save_stage1(path, model, arch: Stage1Arch, train: Optional[dict] = None, info: Optional[dict] = None) -> Path:
+    """Write a checkpoint atomically (``model``: a Stage1Net, or one wrapped in DDP)."""
+    from ihmr.viz.export import atomic_write
+
+    net = getattr(model, "module", model)
+    blob = {
+        "format": FORMAT, "version": VERSION, "arch": asdict(arch),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        "train": train, "info": dict(info or {}),
+    }
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        torch.save(blob, fh)
+    return path
+
+
+def read_stage1_checkpoint(path) -> dict[str, Any]:
+    """The checkpoint dict, validated (format, version); raises :class:`InputError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"stage-I checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds
+        raise InputError(f"{path}: not a readable stage-I checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise InputError(f"{path}: not an ihmr stage-I checkpoint")
+    if blob.get("version") != VERSION:
+        raise InputError(f"{path}: stage-I checkpoint version {blob.get('version')} is not supported (expected {VERSION})")
+    return blob
+
+
+def load_stage1(path, hand_model=None, map_location: str | torch.device = "cpu"):
+    """``(Stage1Net in eval mode, Stage1Arch, info)`` from a checkpoint; shapes are checked and a
+    mismatch names the tensor."""
+    blob = read_stage1_checkpoint(path)
+    try:
+        arch = Stage1Arch(**blob["arch"])
+    except TypeError as e:
+        raise InputError(f"{path}: bad architecture record ({e})") from e
+    net = arch.build(hand_model)
+    want, got = net.state_dict(), blob["state_dict"]
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    if missing or extra:
+        raise InputError(f"{path}: weights do not match the {arch.backbone} network (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in want.items():
+        if tuple(got[k].shape) != tuple(v.shape):
+            raise InputError(f"{path}: tensor {k!r} has shape {tuple(got[k].shape)}, the network expects {tuple(v.shape)}")
+    net.load_state_dict(got)
+    return net.to(map_location).eval(), arch, dict(blob.get("info") or {})
