@@ -74,6 +74,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--sigma", type=float, default=10.0, help="joint-head noise, mm per coordinate")
     p.add_argument("--json", default=None, help="also write all figures to this JSON file")
     p.add_argument("--tables", default="1,3,4,A4", help="which tables to run")
+    p.add_argument("--data", default=None, help="cache of the generated pairs: read when it exists (for the same --n/--seed/--sigma), else written")
     _add_switches(p)
     p.set_defaults(func=_cmd_bench_refine)
 
@@ -203,8 +204,19 @@ def _cmd_bench_refine(args: argparse.Namespace) -> int:
     base_cfg = config_from_args(args)
     tables = set(_factor_list(args.tables) or ())
     t0 = time.perf_counter()
-    data = make_synthetic(args.n, seed=args.seed, sigma_mm=args.sigma, hands=hands)
-    print(f"generated {args.n} synthetic pairs in {time.perf_counter() - t0:.1f} s (seed {args.seed}, sigma {args.sigma} mm)")
+    from ihmr.data.synthetic import load_npz, save_npz
+
+    data = load_npz(args.data) if args.data and Path(args.data).is_file() else None
+    if data is not None and (len(data) != args.n or data.meta.get("seed") != args.seed or data.meta.get("sigma_mm") != args.sigma):
+        from ihmr.errors import InputError
+
+        raise InputError(f"{args.data} holds {len(data)} pairs (seed {data.meta.get('seed')}, sigma {data.meta.get('sigma_mm')}), "
+                         f"not --n {args.n} --seed {args.seed} --sigma {args.sigma}")
+    if data is None:
+        data = make_synthetic(args.n, seed=args.seed, sigma_mm=args.sigma, hands=hands)
+        if args.data:
+            save_npz(args.data, data)
+    print(f"{args.n} synthetic pairs ready in {time.perf_counter() - t0:.1f} s (seed {args.seed}, sigma {args.sigma} mm)")
     gt = to_two_hand(data.gt_j3d, "mano")
     close = closely_interacting_mask(gt.numpy())
     close_idx = torch.as_tensor(np.flatnonzero(close))
