@@ -167,13 +167,13 @@ def test_checkpoint_round_trip_is_bit_identical_and_bad_files_are_refused(tmp_pa
     blob = {"format": "ihmr-mlp-refiner", "version": 1, "config": {"feature_dim": 0, "hidden": [512, 256, 128], "model": "open", "num_betas": 10, "info": {}},
             "state_dict": big.state_dict()}
     torch.save(blob, tmp_path / "wrong.pt")
-    with pytest.raises(InputError, match=r"'x_mean' has shape \(605,\), the refiner expects \(589,\)"):
+    with pytest.raises(InputError, match=r"'x_mean' has shape \(605,\), expected \(589,\) \(the refiner's input size is 589"):
         MLPRefiner.load(tmp_path / "wrong.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="not a readable refiner checkpoint"):
         MLPRefiner.load(tmp_path / "junk.pt")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(InputError, match="not an ihmr MLP-refiner checkpoint"):
+    with pytest.raises(InputError, match="not an ihmr refiner checkpoint"):
         MLPRefiner.load(tmp_path / "other.pt")
     with pytest.raises(InputError, match="not found"):
         MLPRefiner.load(tmp_path / "missing.pt")

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ihmr.collision.spheres import SphereProxy, build_sphere_proxy, proxy_collision
+from ihmr.checkpoints import load_matching_state, read_checkpoint, write_checkpoint
 from ihmr.errors import InputError
 from ihmr.handmodel.two_hands import TwoHands
 from ihmr.joint_order import to_two_hand
@@ -213,31 +214,16 @@ class MLPRefiner(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint (``torch.save`` of plain types and tensors; loads with ``weights_only``)."""
-        from ihmr.viz.export import atomic_write
-
         cfg = asdict(self.config)
         cfg["hidden"] = list(cfg["hidden"])
         blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": cfg,
                 "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}}
-        path = Path(path)
-        with atomic_write(path, "wb") as fh:
-            torch.save(blob, fh)
-        return path
+        return write_checkpoint(path, blob)
 
     @classmethod
     def load(cls, path: str | Path) -> "MLPRefiner":
         """Load a checkpoint written by :meth:`save`; raise :class:`InputError` on anything else."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"refiner checkpoint not found: {path}")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - torch raises many kinds
-            raise InputError(f"{path}: not a readable refiner checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-        if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"{path}: not an ihmr MLP-refiner checkpoint (format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r})")
-        if blob.get("version") != CHECKPOINT_VERSION:
-            raise InputError(f"{path}: checkpoint version {blob.get('version')} is not supported (expected {CHECKPOINT_VERSION})")
+        blob = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "refiner checkpoint")
         cfg = dict(blob["config"])
         cfg["hidden"] = tuple(cfg.get("hidden", (512, 256, 128)))
         try:
@@ -245,17 +231,8 @@ class MLPRefiner(nn.Module):
         except TypeError as e:
             raise InputError(f"{path}: bad refiner configuration ({e})") from e
         model = cls(config)
-        want = model.state_dict()
-        got = blob["state_dict"]
-        missing = sorted(set(want) - set(got))
-        extra = sorted(set(got) - set(want))
-        if missing or extra:
-            raise InputError(f"{path}: checkpoint tensors do not match the refiner (missing {missing[:3]}, unexpected {extra[:3]})")
-        for k, v in want.items():
-            if tuple(got[k].shape) != tuple(v.shape):
-                raise InputError(f"{path}: tensor {k!r} has shape {tuple(got[k].shape)}, the refiner expects "
-                                 f"{tuple(v.shape)} (input size {model.input_dim}, feature_dim {config.feature_dim})")
-        model.load_state_dict(got)
+        load_matching_state(model, blob["state_dict"], path,
+                            f" (the refiner's input size is {model.input_dim}, feature_dim {config.feature_dim})")
         return model.eval()
 
 

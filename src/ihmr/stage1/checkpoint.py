@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import torch
 
+from ihmr.checkpoints import load_matching_state, read_checkpoint, write_checkpoint
 from ihmr.errors import InputError
 
 __all__ = ["Stage1Arch", "save_stage1", "load_stage1", "read_stage1_checkpoint"]
@@ -59,34 +60,18 @@ class Stage1Arch:
 
 def save_stage1(path, model, arch: Stage1Arch, train: Optional[dict] = None, info: Optional[dict] = None) -> Path:
     """Write a checkpoint atomically (``model``: a Stage1Net, or one wrapped in DDP)."""
-    from ihmr.viz.export import atomic_write
-
     net = getattr(model, "module", model)
     blob = {
         "format": FORMAT, "version": VERSION, "arch": asdict(arch),
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         "train": train, "info": dict(info or {}),
     }
-    path = Path(path)
-    with atomic_write(path, "wb") as fh:
-        torch.save(blob, fh)
-    return path
+    return write_checkpoint(path, blob)
 
 
 def read_stage1_checkpoint(path) -> dict[str, Any]:
     """The checkpoint dict, validated (format, version); raises :class:`InputError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"stage-I checkpoint not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds
-        raise InputError(f"{path}: not a readable stage-I checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise InputError(f"{path}: not an ihmr stage-I checkpoint")
-    if blob.get("version") != VERSION:
-        raise InputError(f"{path}: stage-I checkpoint version {blob.get('version')} is not supported (expected {VERSION})")
-    return blob
+    return read_checkpoint(path, FORMAT, VERSION, "stage-I checkpoint")
 
 
 def load_stage1(path, hand_model=None, map_location: str | torch.device = "cpu"):
@@ -98,12 +83,5 @@ def load_stage1(path, hand_model=None, map_location: str | torch.device = "cpu")
     except TypeError as e:
         raise InputError(f"{path}: bad architecture record ({e})") from e
     net = arch.build(hand_model)
-    want, got = net.state_dict(), blob["state_dict"]
-    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-    if missing or extra:
-        raise InputError(f"{path}: weights do not match the {arch.backbone} network (missing {missing[:3]}, unexpected {extra[:3]})")
-    for k, v in want.items():
-        if tuple(got[k].shape) != tuple(v.shape):
-            raise InputError(f"{path}: tensor {k!r} has shape {tuple(got[k].shape)}, the network expects {tuple(v.shape)}")
-    net.load_state_dict(got)
+    load_matching_state(net, blob["state_dict"], path, f" (a {arch.backbone} network)")
     return net.to(map_location).eval(), arch, dict(blob.get("info") or {})
