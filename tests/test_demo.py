@@ -247,3 +247,27 @@ def test_mlp_refinement_in_the_pipeline(monkeypatch):
         Reconstructor(refine="mlp", refiner="/nonexistent/refiner.pt")
     with pytest.raises(InputError, match="refine must be"):
         Reconstructor(refine="fast")
+
+
+def test_pair_translations_recover_consistent_hands_and_pull_depths_together():
+    from ihmr.pipeline import _pair_translations, _root_translation
+
+    g = np.random.default_rng(0)
+    K = np.array([[1000.0, 0, 320], [0, 1000.0, 240], [0, 0, 1]])
+    world = [0.04 * g.normal(size=(21, 3)) for _ in range(2)]
+    world = [w - w[0] for w in world]  # wrist-relative
+    T_true = [np.array([-0.05, 0.02, 0.8]), np.array([0.04, 0.0, 0.82])]
+    uv = [(K @ (w + T).T).T for w, T in zip(world, T_true)]
+    uv = [p[:, :2] / p[:, 2:] for p in uv]
+    T_r, T_l = _pair_translations(world, uv, K)
+    np.testing.assert_allclose(T_r, T_true[0], atol=5e-3)  # consistent data: the prior moves them a few mm
+    np.testing.assert_allclose(T_l, T_true[1], atol=5e-3)
+    np.testing.assert_allclose(_root_translation(world[0], uv[0], K), T_true[0], atol=1e-9)
+    # The left hand's landmarks look 30 % smaller (a depth cue gone wrong): alone it lands far
+    # behind; fitted as a pair its wrist depth is pulled towards the right hand's.
+    uv_small = [uv[0], (uv[1] - uv[1].mean(0)) * 0.7 + uv[1].mean(0)]
+    alone = _root_translation(world[1], uv_small[1], K)
+    T_r2, T_l2 = _pair_translations(world, uv_small, K)
+    assert alone[2] - 0.8 > 0.25
+    assert 0.8 < T_l2[2] < 0.8 + 0.7 * (alone[2] - 0.8)  # pulled at least 30 % towards the partner
+    assert T_r2[2] > T_true[0][2] + 1e-3  # and the partner towards it

@@ -122,6 +122,41 @@ def _root_translation(world: np.ndarray, uv: np.ndarray, K: np.ndarray) -> np.nd
     return T
 
 
+#: Prior spread (m) of the depth difference of two interacting hands' wrists, against the
+#: landmarks' reprojection (:data:`PIXEL_SIGMA` px): monocular depth from a hand's apparent size is
+#: far less certain than the few centimetres two hands in contact can differ by.
+PAIR_DEPTH_SIGMA = 0.05
+PIXEL_SIGMA = 10.0
+
+
+def _pair_translations(world: Sequence[np.ndarray], uv: Sequence[np.ndarray], K: np.ndarray,
+                       depth_sigma: float = PAIR_DEPTH_SIGMA) -> tuple[np.ndarray, np.ndarray]:
+    """Translations ``(T_r, T_l)`` of two interacting hands fitted together: each hand's landmarks
+    ``world (21, 3)`` reproject onto ``uv (21, 2)`` (as in :func:`_root_translation`), and their
+    wrists (joint 0) lie at about the same depth (``depth_sigma``). The reprojection rows have
+    residuals of about depth x pixel error, so the prior row is weighted by ``PIXEL_SIGMA * Z /
+    depth_sigma`` with ``Z`` the mean of the separate estimates."""
+    f, cx, cy = K[0, 0], K[0, 2], K[1, 2]
+    rows, rhs = [], []
+    Ts = [_root_translation(w, p, K) for w, p in zip(world, uv)]
+    for h, (w, p) in enumerate(zip(world, uv)):
+        du, dv = p[:, 0] - cx, p[:, 1] - cy
+        n = len(du)
+        A = np.zeros((2 * n, 6))
+        A[:n, 3 * h + 0], A[:n, 3 * h + 2] = f, -du
+        A[n:, 3 * h + 1], A[n:, 3 * h + 2] = f, -dv
+        rows.append(A)
+        rhs.append(np.concatenate([du * w[:, 2] - f * w[:, 0], dv * w[:, 2] - f * w[:, 1]]))
+    z = 0.5 * (Ts[0][2] + world[0][0, 2] + Ts[1][2] + world[1][0, 2])
+    wgt = PIXEL_SIGMA * max(z, 0.1) / depth_sigma
+    prior = np.zeros((1, 6))
+    prior[0, 2], prior[0, 5] = wgt, -wgt
+    A = np.concatenate(rows + [prior])
+    b = np.concatenate(rhs + [np.array([wgt * (world[1][0, 2] - world[0][0, 2])])])
+    T, *_ = np.linalg.lstsq(A, b, rcond=None)
+    return T[:3], T[3:]
+
+
 class Reconstructor:
     """Holds the models (hand model, detector) for reconstructing many images."""
 
@@ -218,12 +253,26 @@ class Reconstructor:
             if best is None:
                 continue
             used.add(best)
+            self._place_pair(hands[i], hands[best], K)
             pairs.append(self._refine_pair(i, best, hands, K, penetration_depths, refine_opt, RefineConfig))
         lone = [h.side for k, h in enumerate(hands) if k not in used and not any(p.right == k for p in pairs)]
         if lone:
             notes.append(f"reconstructed {len(lone)} hand(s) without a partner: {', '.join(lone)}")
         t["refine"] = time.perf_counter() - t0
         return Result(image_size=(W, H), K=K, hands=hands, pairs=pairs, faces=self.hands.faces.numpy(), timings_s=t, notes=notes)
+
+    @staticmethod
+    def _place_pair(hr: "HandResult", hl: "HandResult", K: np.ndarray) -> None:
+        """Re-place the two hands of a pair with :func:`_pair_translations` (both wrists at about
+        the same depth), moving everything each hand holds in camera coordinates."""
+        world = [h.landmarks_3d - h.landmarks_3d[0] for h in (hr, hl)]  # wrist-relative metric landmarks
+        T_r, T_l = _pair_translations(world, [hr.joints_2d, hl.joints_2d], K)
+        for h, T in ((hr, T_r), (hl, T_l)):
+            d = T - h.landmarks_3d[0]  # new wrist - old wrist
+            h.landmarks_3d = h.landmarks_3d + d
+            h.joints_3d = h.joints_3d + d
+            h.vertices = h.vertices + d
+            h.params["wrist"] = h.params["wrist"] + d
 
     def _refine_pair(self, i, j, hands, K, penetration_depths, refine_opt, RefineConfig) -> PairResult:
         from ihmr.joint_order import from_two_hand
