@@ -145,7 +145,7 @@ def test_exact_verification_and_batches_agree(two_hands64, synth12):
     a = refine_mlp(hands, synth12.pred, synth12.j3d, synth12.j2d, ref, batch_size=5, progress=False)
     b = refine_mlp(hands, synth12.pred, synth12.j3d, synth12.j2d, ref, batch_size=12, progress=False)
     for k in a.params:
-        torch.testing.assert_close(a.params[k], b.params[k], rtol=0, atol=1e-12)
+        torch.testing.assert_close(a.params[k], b.params[k], rtol=0, atol=1e-6)  # float32 MLPs: batch-size rounding
     ex = refine_mlp(hands, synth12.pred, synth12.j3d, synth12.j2d, ref, config=MLPRefineConfig(collision="exact"), progress=False)
     assert torch.all(ex.e_col_after <= ex.e_col_before)
     out = _pose(hands, ex.params)

@@ -382,7 +382,7 @@ def refine_mlp(
         raise InputError(f"refiners trained for the {refiner.config.model!r} model, hands are {hands.model_name!r}")
     t0 = time.perf_counter()
     dt = hands.right.v_template.dtype
-    refiner = refiner.to(dt).eval()
+    refiner.eval()  # inputs are cast to the refiner's dtype and its proposals back (see features, propose)
     p_all = {k: params[k].to(dt).clone() for k in ("beta", "phi", "theta", "tau")}
     N = p_all["tau"].shape[0]
     if j3d.shape != (N, 42, 3) or j2d.shape != (N, 42, 2):
