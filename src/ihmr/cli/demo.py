@@ -30,7 +30,7 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--no-refine", action="store_true", help="same as --refine none")
     p.add_argument("--checkpoint", default=None,
                    help="stage-I network checkpoint (ihmr train stage1): the network replaces MediaPipe + IK as stage I "
-                        "(MediaPipe, the sidecar or --box only give the crop around both hands)")
+                        "(MediaPipe, the sidecar or --box only give the crop around both hands; the checkpoint's hand model replaces --model)")
     p.add_argument("--resume", action="store_true", help="skip images whose results are complete")
     p.add_argument("--model", default="open", help="'open' or a folder with the MANO pickles")
     p.set_defaults(func=_cmd_demo)

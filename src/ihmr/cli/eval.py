@@ -21,7 +21,7 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--data", required=True, help="data folder: annotations/<split>/ + images/<split>/ (ihmr synth, InterHand2.6M), or the annotation folder")
     p.add_argument("--split", default="test", help="split (default: test)")
     p.add_argument("--checkpoint", required=True, help="stage-I checkpoint (ihmr train stage1)")
-    p.add_argument("--refine", default="none,opt,mlp", help="comma-separated rows: none (stage-I baseline), opt, mlp (default: all)")
+    p.add_argument("--refine", default="none,opt,mlp", help="comma-separated refiners among none, opt, mlp; the stage-I baseline row is always written (default: none,opt,mlp)")
     p.add_argument("--subset", default="all,inter,inter_close", help="comma-separated subsets: all, inter, inter_close (default: all three)")
     p.add_argument("--batch", type=int, default=16, help="images per stage-I forward pass (default: 16)")
     p.add_argument("--refine-batch", type=int, default=64, help="samples refined together (default: 64)")
