@@ -4,6 +4,12 @@ Stages: image loading (orientation, colour modes, size checks) -> MediaPipe dete
 landmarks (:mod:`ihmr.detect.hands`) -> per-hand analytic IK on the metric world landmarks and a
 perspective root translation from the 2D landmarks -> pairing of left and right hands -> factorized
 refinement with verification (OPT) of each pair against the landmarks.
+
+With a stage-I checkpoint (``Reconstructor(checkpoint=...)``, ``ihmr demo --checkpoint``) the network
+replaces MediaPipe + IK as stage I: a crop around both hands (the given box(es), else the box of the
+MediaPipe landmarks, else the whole image) -> :class:`~ihmr.stage1.network.Stage1Net` -> the pair in
+camera coordinates (:func:`weak_to_perspective`) -> the same refinement, with the joint head's
+joints as the targets.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 
 from ihmr.errors import IhmrError, InputError
 
-__all__ = ["NoHandsError", "HandResult", "PairResult", "Result", "load_image", "Reconstructor", "reconstruct"]
+__all__ = ["NoHandsError", "HandResult", "PairResult", "Result", "load_image", "weak_to_perspective", "Reconstructor", "reconstruct"]
 
 MIN_SIDE, MAX_SIDE = 32, 8192
 #: Verification slack of the demo (m^2 over 42 joints): joints may move ~5 mm RMS from the landmarks.
@@ -157,23 +163,58 @@ def _pair_translations(world: Sequence[np.ndarray], uv: Sequence[np.ndarray], K:
     return T[:3], T[3:]
 
 
+def weak_to_perspective(cam: np.ndarray, affine: np.ndarray, size: int, K: np.ndarray) -> np.ndarray:
+    """The right wrist's camera-frame position ``T (3,)`` (m) equivalent to a weak-perspective camera.
+
+    The network's camera ``cam = (s, tx, ty)`` maps right-wrist-relative points ``X`` to normalised
+    crop coordinates ``uv_n = s (X_xy + t)``; the crop is ``u_crop = a u + b`` (``affine`` ``(2, 3)``,
+    image -> crop pixels, no rotation) of ``size`` pixels and ``uv_n = (2 u_crop + 1) / size - 1``. A
+    pinhole camera ``K`` sees ``u = f (X_x + T_x) / (X_z + T_z) + c_x``. Approximation: every point at
+    the wrist's depth (``X_z << T_z``, weak perspective), so matching the two linear maps gives
+
+        ``T_z = 2 a f / (size s)``,  ``T_xy = t - c0 / s``,  ``c0 = 2 a c / size + (2 b + 1) / size - 1``,
+
+    i.e. depth from the camera scale and the focal length; the hand model's orientation is taken as
+    camera-frame orientation (the crop does not rotate).
+    """
+    s = max(float(cam[0]), 1e-3)
+    A = np.asarray(affine, dtype=np.float64)
+    a = np.array([A[0, 0], A[1, 1]])
+    b = A[:, 2]
+    f = np.array([K[0, 0], K[1, 1]])
+    c = np.array([K[0, 2], K[1, 2]])
+    tz = float(np.mean(2.0 * a * f / (size * s)))
+    c0 = 2.0 * a * c / size + (2.0 * b + 1.0) / size - 1.0
+    txy = np.asarray(cam[1:3], dtype=np.float64) - c0 / s
+    return np.array([txy[0], txy[1], tz])
+
+
 class Reconstructor:
     """Holds the models (hand model, detector) for reconstructing many images."""
 
     def __init__(self, model: str = "open", refine: Union[bool, str] = True, iterations: int = 30,
-                 threads: Optional[int] = 1, refiner: Union[str, Path] = "default") -> None:
+                 threads: Optional[int] = 1, refiner: Union[str, Path] = "default",
+                 checkpoint: Union[str, Path, None] = None) -> None:
         """``refine``: ``"opt"`` (or ``True``, the default) for the OPT refinement, ``"mlp"`` for the
         learned refiners (``refiner``: a checkpoint, ``"default"`` = the shipped ones), ``"none"``
         (or ``False``) to skip it. ``iterations``: OPT steps per factor.
         ``threads``: torch threads while reconstructing (None: leave torch's setting). One image's
         tensors are small (two hands, a few thousand vertices), so intra-op threads only add
-        synchronisation, which costs 10-100x on a CPU shared with other processes."""
+        synchronisation, which costs 10-100x on a CPU shared with other processes.
+        ``checkpoint``: a stage-I network checkpoint used as stage I instead of MediaPipe + IK (the
+        detector then only gives a box around the hands); its hand model replaces ``model``."""
         import ihmr
         import ihmr.collision.exact  # noqa: F401 - what reconstructing uses, imported now, not mid-image
         import ihmr.refine  # noqa: F401
         import ihmr.stage1  # noqa: F401
         from ihmr.detect.hands import HandDetector
 
+        self.net = self.arch = None
+        if checkpoint is not None:
+            from ihmr.stage1.checkpoint import load_stage1
+
+            self.net, self.arch, _ = load_stage1(checkpoint)
+            model = self.arch.model
         self.hands = ihmr.TwoHands(model, dtype=torch.float64)
         self.detector = HandDetector()
         mode = {True: "opt", False: "none"}.get(refine, refine) if isinstance(refine, bool) else str(refine)
@@ -211,6 +252,8 @@ class Reconstructor:
         f = float(focal) if focal else 1.2 * max(W, H)
         K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
         t["load"] = time.perf_counter() - t0
+        if self.net is not None:
+            return self._reconstruct_network(img, K, boxes, t)
         t0 = time.perf_counter()
         det = self.detector(img, boxes)
         t["detect"] = time.perf_counter() - t0
@@ -273,6 +316,68 @@ class Reconstructor:
             h.joints_3d = h.joints_3d + d
             h.vertices = h.vertices + d
             h.params["wrist"] = h.params["wrist"] + d
+
+    def _hands_box(self, img: np.ndarray, boxes: Sequence[Sequence[float]], notes: list[str]) -> np.ndarray:
+        """``[x0, y0, x1, y1]`` around both hands: the union of ``boxes`` (x, y, w, h), else of the
+        MediaPipe landmarks (enlarged 1.2x), else the whole image."""
+        H, W = img.shape[:2]
+        if len(boxes):
+            b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            notes.append("stage I: crop from the given box(es)")
+            return np.array([b[:, 0].min(), b[:, 1].min(), (b[:, 0] + b[:, 2]).max(), (b[:, 1] + b[:, 3]).max()])
+        det = self.detector(img, ())
+        if det.hands:
+            from ihmr.data.interhand import hand_boxes
+
+            pts = np.concatenate([d.landmarks_2d for d in det.hands])[None]
+            notes.append(f"stage I: crop around {len(det.hands)} MediaPipe hand(s)")
+            return hand_boxes(pts, np.ones(pts.shape[:2], bool), padding=1.2)[0]
+        notes.append("stage I: no hands detected, the whole image is the crop")
+        return np.array([-0.5, -0.5, W - 0.5, H - 0.5])
+
+    def _reconstruct_network(self, img: np.ndarray, K: np.ndarray, boxes: Sequence[Sequence[float]], t: dict) -> Result:
+        """Stage I by the network (see the module docstring and :func:`weak_to_perspective`)."""
+        from ihmr.collision.exact import penetration_depths
+        from ihmr.data.interhand import apply_affine, crop_affine, crop_image, invert_affine, normalise_image
+        from ihmr.refine import RefineConfig, refine_opt
+
+        notes: list[str] = []
+        t0 = time.perf_counter()
+        box = self._hands_box(img, boxes, notes)
+        t["detect"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        S = int(self.arch.input_size)
+        A = crop_affine(box[None], S)[0]
+        crop = crop_image(img, A, S, box=box)
+        with torch.no_grad():
+            out = self.net(normalise_image(crop)[None].float())
+            p = {k: v.double() for k, v in out.params.items()}
+            posed = self.hands(p["beta"], p["phi"], p["theta"], p["tau"])
+        cam = out.cam[0].double().numpy()
+        T = weak_to_perspective(cam, A, S, K)  # right wrist, camera frame
+        j3d = out.j3d[0].double().numpy().reshape(2, 21, 3)  # right-wrist-relative, MANO order
+        uv_crop = ((out.j2d[0].double().numpy() + 1.0) * S - 1.0) / 2.0
+        j2d = apply_affine(uv_crop[None], invert_affine(A[None]))[0].reshape(2, 21, 2)  # image pixels
+        present = torch.sigmoid(out.hand_type_logits[0].double()).numpy()
+        hands: list[HandResult] = []
+        for h, side in enumerate(("right", "left")):
+            joints = posed.joints[0, h].numpy() + T
+            hands.append(HandResult(
+                side=side, score=float(present[h]),
+                params=dict(beta=p["beta"][0, h].numpy(), global_orient=p["phi"][0, h].numpy(),
+                            hand_pose=p["theta"][0, h].numpy(), wrist=joints[0]),
+                joints_3d=joints, joints_2d=j2d[h], vertices=posed.vertices[0, h].numpy() + T,
+                source="stage-I network", landmarks_3d=j3d[h] + T,
+            ))
+        notes.append(f"stage I: network ({self.arch.backbone}, {S} px crop); camera depth {T[2]:.3f} m from the weak-perspective "
+                     f"scale {cam[0]:.3f} (approximation: both hands at the right wrist's depth); hand presence "
+                     f"right {present[0]:.2f}, left {present[1]:.2f}")
+        t["initial_fit"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pairs = [self._refine_pair(0, 1, hands, K, penetration_depths, refine_opt, RefineConfig)]
+        t["refine"] = time.perf_counter() - t0
+        H, W = img.shape[:2]
+        return Result(image_size=(W, H), K=K, hands=hands, pairs=pairs, faces=self.hands.faces.numpy(), timings_s=t, notes=notes)
 
     def _refine_pair(self, i, j, hands, K, penetration_depths, refine_opt, RefineConfig) -> PairResult:
         from ihmr.joint_order import from_two_hand

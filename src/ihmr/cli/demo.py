@@ -28,6 +28,9 @@ def add_demo_parser(sub) -> None:
                    help="collision refinement: OPT (gradient optimisation, default), the learned MLP refiners, or none")
     p.add_argument("--refiner", default="default", help="MLP refiner checkpoint for --refine mlp (default: the shipped ones)")
     p.add_argument("--no-refine", action="store_true", help="same as --refine none")
+    p.add_argument("--checkpoint", default=None,
+                   help="stage-I network checkpoint (ihmr train stage1): the network replaces MediaPipe + IK as stage I "
+                        "(MediaPipe, the sidecar or --box only give the crop around both hands; the checkpoint's hand model replaces --model)")
     p.add_argument("--resume", action="store_true", help="skip images whose results are complete")
     p.add_argument("--model", default="open", help="'open' or a folder with the MANO pickles")
     p.set_defaults(func=_cmd_demo)
@@ -210,6 +213,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             return 2
     out = Path(args.out)
     rec = None
+    if args.checkpoint:  # a missing or corrupt checkpoint is a usage error (exit 2), not a per-image failure
+        rec = Reconstructor(args.model, refine="none" if args.no_refine else args.refine, refiner=args.refiner,
+                            checkpoint=args.checkpoint)
     rows, failed = [], len(problems)
     for img_path in tqdm(images, desc="ihmr demo", unit="image"):
         folder = out / img_path.stem
@@ -223,9 +229,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             boxes = [box] if box else side.get("boxes", [])
             focal = args.focal or side.get("focal")
             if rec is None:
-                rec = Reconstructor(args.model, refine="none" if args.no_refine else args.refine, refiner=args.refiner)
+                rec = Reconstructor(args.model, refine="none" if args.no_refine else args.refine, refiner=args.refiner,
+                                    checkpoint=args.checkpoint)
             res = rec(image, focal=focal, boxes=boxes)
-            doc = write_outputs(folder, image, res, {"image": str(img_path), "model": args.model, "refine": "none" if args.no_refine else args.refine})
+            doc = write_outputs(folder, image, res, {"image": str(img_path), "model": args.model if not args.checkpoint else rec.hands.model_name,
+                                                     "refine": "none" if args.no_refine else args.refine})
             n = len(res.hands)
             pen = "; ".join(f"{p['ave_p_mm_before']:.2f}/{p['max_p_mm_before']:.1f} -> {p['ave_p_mm_after']:.2f}/{p['max_p_mm_after']:.1f}" for p in doc["pairs"])
             status = "ok" if res.pairs else ("one hand only" if n == 1 else "no pair")

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.set_defaults(func=_cmd_build_model)
 
     from ihmr.cli.demo import add_demo_parser
+    from ihmr.cli.eval import add_eval_parser
     from ihmr.cli.refine import add_bench_parser, add_refine_parser
     from ihmr.cli.synth import add_synth_parser
     from ihmr.cli.train import add_train_parser
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_train_parser(sub)
     add_synth_parser(sub)
+    add_eval_parser(sub)
 
     info = sub.add_parser("info", help="print facts about a hand model as JSON")
     info.add_argument("--model", default="open")

@@ -72,16 +72,17 @@ class MetricsTable:
         def f(x: Optional[float], nd: int = 2) -> str:
             return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
+        has_v = any("mpvpe" in d for subs in self.rows.values() for d in subs.values())
         head = ["Method"]
         for s in self.subsets:
-            head += [f"{s} MPJPE", f"{s} I-MPJPE", f"{s} AVE-P / MAX-P"]
+            head += [f"{s} MPJPE", f"{s} I-MPJPE"] + ([f"{s} MPVPE"] if has_v else []) + [f"{s} AVE-P / MAX-P"]
         head.append("Speed (samples/s)")
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for m, subs in self.rows.items():
             cells = [m]
             for s in self.subsets:
                 d = subs.get(s, {})
-                cells += [f(d.get("mpjpe")), f(d.get("i_mpjpe"))]
+                cells += [f(d.get("mpjpe")), f(d.get("i_mpjpe"))] + ([f(d.get("mpvpe"))] if has_v else [])
                 cells.append(f"{f(d.get('ave_p'))} / {f(d.get('max_p'))}" if "ave_p" in d else "-")
             cells.append(f(self.speed.get(m)))
             lines.append("| " + " | ".join(cells) + " |")
