@@ -116,13 +116,15 @@ def find_split_files(
     """Locate a split's annotation files in ``root``.
 
     Args:
-        root: folder holding the ``*_data.json``, ``*_camera.json``, ``*_joint_3d.json`` files.
+        root: the data set's root in the official layout (``root/annotations/<split>/*_data.json``,
+            images in ``root/images/<split>/``; also what ``ihmr synth`` writes), or the folder
+            holding the ``*_data.json``, ``*_camera.json``, ``*_joint_3d.json`` files.
         split: ``"train"``, ``"val"`` or ``"test"``; used when ``prefix`` is None: the unique
             ``*_data.json`` whose name contains ``split`` (case-insensitive) gives the prefix
             (``InterHand2.6M_test_data.json`` and ``test_interhand2.6m_data.json`` both work).
         prefix: explicit file-name prefix (``{prefix}_data.json`` ...).
-        image_root: folder the images' ``file_name`` is relative to (default: ``root``; for the
-            official layout pass ``.../images/{split}``).
+        image_root: folder the images' ``file_name`` is relative to (default: ``images/<split>`` of
+            the official layout when it exists, else the annotation folder).
         mano: look for ``{prefix}_MANO_NeuralAnnot.json`` (used when present).
 
     Raises:
@@ -131,6 +133,15 @@ def find_split_files(
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"InterHand2.6M annotation folder {root} does not exist")
+    images: Optional[Path] = None
+    if (root / "annotations" / split).is_dir():  # the data set's root, official layout
+        root, images = root / "annotations" / split, root / "images" / split
+    elif (root / "annotations").is_dir() and any((root / "annotations").glob("*_data.json")):
+        root, images = root / "annotations", root / "images" / split
+    else:  # the annotation folder itself: images in ../../images/<split> when that exists
+        images = root.parent.parent / "images" / split
+    if image_root is None and images is not None and images.is_dir():
+        image_root = images
     if prefix is None:
         pat = re.compile(rf".*{re.escape(split.lower())}.*_data\.json$")
         cands = sorted(p for p in root.iterdir() if pat.match(p.name.lower()))

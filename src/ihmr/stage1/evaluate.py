@@ -115,14 +115,7 @@ def resolve_split(data: str | Path, split: str = "test"):
     root = Path(data)
     if not root.is_dir():
         raise InputError(f"--data {root}: no such folder")
-    if (root / "annotations" / split).is_dir():
-        ann_dir, img = root / "annotations" / split, root / "images" / split
-    elif (root / "annotations").is_dir() and any((root / "annotations").glob("*_data.json")):
-        ann_dir, img = root / "annotations", root / "images" / split
-    else:
-        ann_dir = root
-        img = root.parent.parent / "images" / split
-    return find_split_files(ann_dir, split, image_root=img if img.is_dir() else None)
+    return find_split_files(root, split)
 
 
 def load_gt_params(files, ann, model: str) -> Optional[dict[str, np.ndarray]]:
