@@ -12,8 +12,10 @@ weights (:class:`~ihmr.stage1.losses.Stage1Loss`), the augmentation of :mod:`ihm
 seeded per ``(seed, epoch, index)``. Under ``torchrun`` the model is wrapped in
 DistributedDataParallel (gloo on CPU, nccl on GPU, :func:`ihmr.distributed.init_from_env`); ``batch``
 is the global batch, each of the ``N`` processes takes ``batch / N`` of the same shuffled order
-(:class:`ResumableShardSampler`), BatchNorm is synchronised across processes, so N processes follow
-one process's trajectory. Rank 0 validates (on the whole validation split) and writes every file.
+(:class:`ResumableShardSampler`) and gradients are averaged, so N processes follow one process's
+trajectory; on GPU BatchNorm is synchronised (SyncBatchNorm), on CPU (gloo, where SyncBatchNorm does not
+run) each process normalises with its own ``batch / N`` samples, so the curves agree closely but not
+exactly. Rank 0 validates (on the whole validation split) and writes every file.
 
 Files in ``RUN_DIR``: ``last.pt`` (every epoch and when stopped early; with the training state under
 ``train=``), ``best.pt`` (lowest validation MPJPE of the parameter-head joints), ``train_log.csv``
@@ -554,12 +556,11 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        try:
-            sync = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            model = DDP(sync, device_ids=[device.index] if device.type == "cuda" else None)
-            net = sync
-        except Exception:  # noqa: BLE001 - SyncBatchNorm unsupported: per-process statistics
-            model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+        if device.type == "cuda":  # SyncBatchNorm works on GPU modules only
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            model = DDP(net, device_ids=[device.index])
+        else:  # CPU (gloo): BatchNorm statistics per process (batch / N samples)
+            model = DDP(net)
     loss_fn = Stage1Loss()
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)
     total_steps = cfg.epochs * steps_per_epoch
@@ -624,6 +625,7 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
     from tqdm import tqdm
 
     epoch = start_epoch
+    done_epochs = start_epoch
     try:
         for epoch in range(start_epoch, cfg.epochs):
             sampler.epoch = epoch
@@ -700,6 +702,7 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
                         checkpoint(epoch + 1, 0, out / "best.pt", extra=dict(val_metrics={k: float(v) for k, v in last_val.items()}))
                 checkpoint(epoch + 1, 0, out / "last.pt")
                 plot_curve(out)
+            done_epochs = epoch + 1
             if stop:
                 break
     finally:
@@ -711,7 +714,7 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
     if rank == 0:
         plot_curve(out)
     elapsed = time.perf_counter() - t_start
-    summary = dict(out=str(out), steps=step, epoch=epoch + (stop_reason == "done"), stopped=stop_reason, seconds=round(elapsed, 2),
+    summary = dict(out=str(out), steps=step, epochs_done=done_epochs, stopped=stop_reason, seconds=round(elapsed, 2),
                    world=world, best_val_mpjpe=best if math.isfinite(best) else None, last_val=last_val, **desc)
     return summary
 
