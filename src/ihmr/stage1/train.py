@@ -562,7 +562,7 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
         else:  # CPU (gloo): BatchNorm statistics per process (batch / N samples)
             model = DDP(net)
     loss_fn = Stage1Loss()
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)
+    opt = _adam([p for p in net.parameters() if p.requires_grad], cfg.lr)
     total_steps = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -618,6 +618,7 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
         save_stage1(path, net, arch, train=train_state, info=dict(data=str(cfg.data), **desc, **(extra or {})))
 
     t_start = time.perf_counter()
+    t_plot = t_start
     deadline = t_start + cfg.minutes * 60.0 if cfg.minutes else None
     stop_reason = "done"
     last_val: dict = {}
@@ -701,7 +702,9 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
                         best = last_val["mpjpe_params"]
                         checkpoint(epoch + 1, 0, out / "best.pt", extra=dict(val_metrics={k: float(v) for k, v in last_val.items()}))
                 checkpoint(epoch + 1, 0, out / "last.pt")
-                plot_curve(out)
+                if time.perf_counter() - t_plot > 30.0:  # the plot costs about a second: at most twice a minute
+                    plot_curve(out)
+                    t_plot = time.perf_counter()
             done_epochs = epoch + 1
             if stop:
                 break
@@ -717,6 +720,14 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
     summary = dict(out=str(out), steps=step, epochs_done=done_epochs, stopped=stop_reason, seconds=round(elapsed, 2),
                    world=world, best_val_mpjpe=best if math.isfinite(best) else None, last_val=last_val, **desc)
     return summary
+
+
+def _adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam, fused where the device supports it (on CPU about 10x faster than the per-tensor loop)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 def _agree(flag: bool, world: int, device) -> bool:
