@@ -32,6 +32,16 @@ def synth8(tmp_path_factory):
     return out
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on 2 cores shared with other jobs, two spinning OpenMP threads stall for
+    seconds per step whenever a core is taken; one thread is steady."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _rows(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
