@@ -1,6 +1,7 @@
-"""``ihmr train mlp``: train the MLP refiners on synthetic closely interacting pairs.
+"""``ihmr train mlp`` (the MLP refiners on synthetic closely interacting pairs) and ``ihmr train
+stage1`` (the stage-I network on InterHand2.6M-format data, :mod:`ihmr.stage1.train`).
 
-Runs as one process or under ``torchrun`` (``torchrun --nproc-per-node 2 -m ihmr train mlp ...``,
+Both run as one process or under ``torchrun`` (``torchrun --nproc-per-node 2 -m ihmr train ...``,
 gloo on CPU, nccl on GPU); only rank 0 writes files.
 """
 
@@ -74,13 +75,21 @@ def _add_stage1_parser(tsub) -> None:
     p.add_argument("--depth-bins", type=int, default=32, help="joint-head heatmap depth bins")
     p.add_argument("--deconv-channels", type=int, default=256, help="joint-head deconvolution channels")
     p.add_argument("--feature-dim", type=int, default=1024, help="image-feature size")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op CPU threads per process (torch.set_num_threads); 1 is steadiest on cores shared with other jobs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_stage1)
 
 
 def _cmd_train_stage1(args: argparse.Namespace) -> int:
     from ihmr.distributed import is_main, shutdown
+    from ihmr.errors import InputError
     from ihmr.stage1.train import TrainStage1Config, train_stage1
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
 
     cfg = TrainStage1Config(
         data=args.data, out=args.out, split=args.split, val_split=args.val_split,
