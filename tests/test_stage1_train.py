@@ -147,3 +147,27 @@ def test_cli_exit_code_without_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ihmr", "train", "stage1", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("ihmr: error:") and "Traceback" not in r.stderr, r.stderr
+
+
+def test_parameter_labels_pose_the_augmented_joints(synth8):
+    """ihmr_params.json labels, rotated into the camera frame and augmented (flip, rotation), pose the
+    hand model exactly onto the sample's 3D joints (so parameter and joint losses agree)."""
+    import ihmr
+    from ihmr.stage1.train import TrainStage1Config, _build_data
+
+    hands = ihmr.TwoHands("open")
+    cfg = TrainStage1Config(data=str(synth8), out="unused", input_size=64, val_fraction=0.25)
+    train, val, desc = _build_data(cfg, hands, 0)
+    assert desc == {"train": 6, "val": 2, "labels": "ihmr_params.json"}
+    assert not set(train.indices.tolist()) & set(val.indices.tolist())
+    images = []
+    for epoch in range(3):
+        train.epoch = epoch
+        b = torch.utils.data.default_collate([train[i] for i in range(len(train))])
+        out = hands(b["beta"], b["phi"], b["theta"], b["tau"])
+        torch.testing.assert_close(out.joints, b["j3d"] - b["j3d"][:, :1, :1], atol=1e-4, rtol=0)
+        assert b["image"].shape == (6, 3, 64, 64) and b["j2d"].abs().max() < 1.5
+        images.append(b["image"])
+    assert not torch.equal(images[0], images[1])  # a new draw every epoch ...
+    train.epoch = 0
+    assert torch.equal(train[3]["image"], images[0][3])  # ... reproducible for (seed, epoch, index)

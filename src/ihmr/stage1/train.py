@@ -142,7 +142,8 @@ def param_labels(ann, ann_dir: Path, hands, mode: str = "auto") -> tuple[Optiona
     Returns ``({beta (N, 2, 10), phi (N, 2, 3), theta (N, 2, 45), tau (N, 3) or None, valid (N, 2)},
     source)``. ``ihmr_params.json`` (``ihmr synth``; capture -> frame -> {model, beta, phi, theta, tau,
     ...}, model frame = world frame) gives exact labels for the hand model it names; the NeuralAnnot
-    file gives ``pose = phi + (theta - hands_mean)`` and ``shape`` (``tau`` then comes from the 3D joints).
+    file gives ``pose = phi + (theta - hands_mean)`` and ``shape`` (``tau`` then comes from the 3D joints);
+    in ``auto`` mode it is used only with a MANO hand model (its parameters are MANO's).
     """
     N = len(ann)
     path = ann_dir / "ihmr_params.json"
@@ -172,6 +173,10 @@ def param_labels(ann, ann_dir: Path, hands, mode: str = "auto") -> tuple[Optiona
             print(f"ihmr: {path.name} is for {sorted(models)}, not {hands.model_name!r}: not used as labels", file=sys.stderr)
         else:
             return _to_camera(ann, dict(beta=beta, phi=phi, theta=theta, tau=tau, valid=valid)), "ihmr_params.json"
+    if mode == "auto" and ann.has_mano and hands.model_name == "open":
+        print("ihmr: the NeuralAnnot MANO parameters do not fit the open hand model: training without parameter labels "
+              "(joint losses only); --model MANO_DIR uses them, --labels mano forces them", file=sys.stderr)
+        return None, "none"
     if mode in ("auto", "mano") and ann.has_mano and ann.mano_valid.any():
         mean = hands.right.data.hands_mean
         mean = np.zeros((2, 45)) if mean is None else np.stack([mean, hands.left.data.hands_mean if hands.left.data.hands_mean is not None else mean])
