@@ -53,15 +53,15 @@ def _losses(run):
 
 def test_overfits_eight_images(synth8, tmp_path, capsys):
     run = tmp_path / "run"
-    rc = main(["train", "stage1", "--data", str(synth8), "--out", str(run), "--batch", "2", "--epochs", "8", "--lr", "1e-3",
+    rc = main(["train", "stage1", "--data", str(synth8), "--out", str(run), "--batch", "8", "--epochs", "30", "--lr", "1e-3",
                "--val-fraction", "0", "--no-augment", *SMALL])
     assert rc == 0
-    loss = _losses(run)
-    assert len(loss) == 32 and np.isfinite(loss).all()
-    first, last = loss[:6].mean(), loss[-6:].mean()
-    assert last < 0.85 * first, (first, last, loss.round(2).tolist())
+    loss = _losses(run)  # all 8 images in every step: a smooth curve
+    assert len(loss) == 30 and np.isfinite(loss).all()
+    first, last = loss[:5].mean(), loss[-5:].mean()
+    assert last < 0.7 * first and loss[-1] < 0.6 * loss[0], (first, last, loss.round(2).tolist())
     rows = _rows(run / "train_log.csv")
-    assert [int(r["step"]) for r in rows] == list(range(1, 33))
+    assert [int(r["step"]) for r in rows] == list(range(1, 31))
     assert float(rows[0]["lr"]) == pytest.approx(1e-3) and float(rows[-1]["lr"]) < 1e-5  # cosine decay to ~0
     assert {"pose", "shape", "tau", "j3d", "j2d", "head_j2d", "head_j3d", "hand_type"} <= {k for k, v in rows[0].items() if v}
     assert (run / "curve.png").stat().st_size > 1000 and (run / "config.json").is_file()
@@ -70,7 +70,7 @@ def test_overfits_eight_images(synth8, tmp_path, capsys):
     net, arch, info = load_stage1(run / "last.pt")
     assert arch.backbone == "resnet18" and arch.input_size == 64 and arch.heatmap_size == 8
     tr = read_stage1_checkpoint(run / "last.pt")["train"]
-    assert tr["epoch"] == 8 and tr["step"] == 32 and tr["batch_in_epoch"] == 0
+    assert tr["epoch"] == 30 and tr["step"] == 30 and tr["batch_in_epoch"] == 0
     assert "TensorBoard" in capsys.readouterr().err or (run / "tb").is_dir()
 
 
