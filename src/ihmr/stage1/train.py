@@ -561,6 +561,10 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        # the hand model's constant buffers are identical everywhere: not broadcast every step
+        fixed = [f"hand_model.{n}" for n, _ in net.hand_model.named_buffers()] if net.hand_model is not None else []
+        if fixed and hasattr(DDP, "_set_params_and_buffers_to_ignore_for_model"):
+            DDP._set_params_and_buffers_to_ignore_for_model(net, fixed)
         if device.type == "cuda":  # SyncBatchNorm works on GPU modules only
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
             model = DDP(net, device_ids=[device.index])
