@@ -170,7 +170,10 @@ def param_labels(ann, ann_dir: Path, hands, mode: str = "auto") -> tuple[Optiona
         if models and models != {hands.model_name}:
             if mode == "ihmr":
                 raise InputError(f"{path}: parameters are for hand model(s) {sorted(models)}, training uses {hands.model_name!r}")
-            print(f"ihmr: {path.name} is for {sorted(models)}, not {hands.model_name!r}: not used as labels", file=sys.stderr)
+            # the folder's NeuralAnnot file was written for the same model: neither fits
+            print(f"ihmr: {path.name} (and the MANO file beside it) are for {sorted(models)}, not {hands.model_name!r}: "
+                  "training without parameter labels (joint losses only)", file=sys.stderr)
+            return None, "none"
         else:
             return _to_camera(ann, dict(beta=beta, phi=phi, theta=theta, tau=tau, valid=valid)), "ihmr_params.json"
     if mode == "auto" and ann.has_mano and hands.model_name == "open":
