@@ -558,7 +558,10 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
 
         load_resnet_weights(net.encoder.resnet, cfg.pretrained, cfg.backbone)
     if blob is not None:
-        net.load_state_dict(blob["state_dict"], strict=False)
+        try:
+            net.load_state_dict(blob["state_dict"])
+        except RuntimeError as e:
+            raise InputError(f"--resume: the weights in last.pt do not fit the network ({str(e).splitlines()[0]})") from e
     net.to(device)
     model = net
     if world > 1:
@@ -591,6 +594,10 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
         if tr.get("steps_per_epoch") != steps_per_epoch:
             raise InputError(f"--resume: the data or batch changed ({tr.get('steps_per_epoch')} steps per epoch in last.pt, now {steps_per_epoch})")
         _set_rng_state(tr["rng"])
+        saved_epochs = json.loads(tr.get("config") or "{}").get("epochs")
+        if saved_epochs not in (None, cfg.epochs):
+            _notice(f"--resume: --epochs {cfg.epochs} differs from the run's {saved_epochs}; the learning rate keeps the "
+                    f"original cosine schedule over {saved_epochs} epochs", rank)
         if start_epoch >= cfg.epochs:
             _notice(f"--resume: last.pt already finished {start_epoch} of {cfg.epochs} epochs", rank)
 
