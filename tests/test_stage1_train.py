@@ -171,3 +171,16 @@ def test_parameter_labels_pose_the_augmented_joints(synth8):
     assert not torch.equal(images[0], images[1])  # a new draw every epoch ...
     train.epoch = 0
     assert torch.equal(train[3]["image"], images[0][3])  # ... reproducible for (seed, epoch, index)
+
+
+def test_minutes_budget_stops_cleanly_with_a_checkpoint(synth8, tmp_path):
+    from ihmr.stage1.checkpoint import read_stage1_checkpoint
+    from ihmr.stage1.train import TrainStage1Config, train_stage1
+
+    cfg = TrainStage1Config(data=str(synth8), out=str(tmp_path / "run"), input_size=64, batch=2, epochs=5, workers=0,
+                            heatmap_size=8, depth_bins=8, deconv_channels=32, feature_dim=256, val_fraction=0,
+                            minutes=0.0005, progress=False)  # 30 ms: over after the first step
+    s = train_stage1(cfg)
+    assert s["stopped"] == "minutes" and 1 <= s["steps"] < 20
+    tr = read_stage1_checkpoint(tmp_path / "run" / "last.pt")["train"]
+    assert tr["step"] == s["steps"] and tr["epoch"] * 4 + tr["batch_in_epoch"] == s["steps"]
