@@ -1,6 +1,7 @@
-"""``ihmr train mlp``: train the MLP refiners on synthetic closely interacting pairs.
+"""``ihmr train mlp`` (the MLP refiners on synthetic closely interacting pairs) and ``ihmr train
+stage1`` (the stage-I network on InterHand2.6M-format data, :mod:`ihmr.stage1.train`).
 
-Runs as one process or under ``torchrun`` (``torchrun --nproc-per-node 2 -m ihmr train mlp ...``,
+Both run as one process or under ``torchrun`` (``torchrun --nproc-per-node 2 -m ihmr train ...``,
 gloo on CPU, nccl on GPU); only rank 0 writes files.
 """
 
@@ -19,7 +20,7 @@ __all__ = ["add_train_parser", "training_pairs"]
 
 
 def add_train_parser(sub) -> None:
-    tr = sub.add_parser("train", help="training (the MLP refiners)")
+    tr = sub.add_parser("train", help="training (the stage-I network, the MLP refiners)")
     tsub = tr.add_subparsers(dest="train_command", required=True)
     p = tsub.add_parser("mlp", help="train the per-factor MLP refiners on synthetic closely interacting pairs")
     p.add_argument("--out", default="mlp_refiner.pt", help="output checkpoint (default: mlp_refiner.pt)")
@@ -36,6 +37,76 @@ def add_train_parser(sub) -> None:
     p.add_argument("--log", default=None, help="CSV log of every step")
     p.add_argument("--model", default="open", help="'open' or a folder with the MANO pickles")
     p.set_defaults(func=_cmd_train_mlp)
+    _add_stage1_parser(tsub)
+
+
+def _add_stage1_parser(tsub) -> None:
+    p = tsub.add_parser(
+        "stage1", help="train the stage-I network on InterHand2.6M-format data (real or ihmr synth)",
+        description="Train the stage-I CNN (Adam, cosine decay, the release's loss weights and augmentation). "
+                    "Runs in one process or under torchrun (DistributedDataParallel; gloo on CPU, nccl on GPU); "
+                    "rank 0 writes RUN_DIR/last.pt, best.pt, train_log.csv, val_log.csv, curve.png.",
+    )
+    p.add_argument("--data", required=True, help="data folder with annotations/<split>/ and images/<split>/ (InterHand2.6M or ihmr synth layout)")
+    p.add_argument("--split", default="train", help="training split (default: train)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--val-split", default=None, help="validation split (e.g. val); default: hold out --val-fraction of the training split")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="fraction of the training split held out for validation (default 0.1; 0 = none)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, curve)")
+    p.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
+                   help="ResNet encoder (paper: resnet50; default resnet18 for CPUs)")
+    p.add_argument("--pretrained", default=None, help="local torchvision ResNet state dict (e.g. ImageNet weights); nothing is downloaded")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=32, help="global batch size (over all processes)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--input-size", type=int, default=224, help="crop side in pixels (multiple of 32)")
+    p.add_argument("--workers", type=int, default=2, help="data-loader worker processes per training process")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget: stop cleanly and checkpoint after M minutes")
+    p.add_argument("--max-steps", type=int, default=None, help="stop (and checkpoint) after this many optimiser steps in total")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt exactly where it stopped")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bf16/fp16 autocast + GradScaler) on GPU; ignored on CPU")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="open", help="hand model: 'open' or a folder with the MANO pickles")
+    p.add_argument("--labels", default="auto", choices=["auto", "ihmr", "mano", "none"],
+                   help="parameter labels: ihmr_params.json (ihmr synth), the NeuralAnnot MANO file, none, or auto (the first present)")
+    p.add_argument("--subset", default="all", choices=["all", "inter", "inter_close"], help="training/validation samples (paper subsets)")
+    p.add_argument("--no-augment", action="store_true", help="switch the training augmentation off")
+    p.add_argument("--heatmap-size", type=int, default=32, help="joint-head heatmap side")
+    p.add_argument("--depth-bins", type=int, default=32, help="joint-head heatmap depth bins")
+    p.add_argument("--deconv-channels", type=int, default=256, help="joint-head deconvolution channels")
+    p.add_argument("--feature-dim", type=int, default=1024, help="image-feature size")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op CPU threads per process (torch.set_num_threads); 1 is steadiest on cores shared with other jobs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train_stage1)
+
+
+def _cmd_train_stage1(args: argparse.Namespace) -> int:
+    from ihmr.distributed import is_main, shutdown
+    from ihmr.errors import InputError
+    from ihmr.stage1.train import TrainStage1Config, train_stage1
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+
+    cfg = TrainStage1Config(
+        data=args.data, out=args.out, split=args.split, val_split=args.val_split,
+        val_fraction=0.0 if args.val_split else args.val_fraction, backbone=args.backbone, pretrained=args.pretrained,
+        epochs=args.epochs, batch=args.batch, lr=args.lr, input_size=args.input_size, workers=args.workers,
+        minutes=args.minutes, resume=args.resume, amp=args.amp, seed=args.seed, model=args.model,
+        augment=not args.no_augment, max_steps=args.max_steps, heatmap_size=args.heatmap_size, depth_bins=args.depth_bins,
+        deconv_channels=args.deconv_channels, feature_dim=args.feature_dim, subset=args.subset,
+        progress=not args.no_progress, labels=args.labels,
+    )
+    try:
+        summary = train_stage1(cfg)
+        if is_main():
+            print(json.dumps(summary, indent=1, default=float))
+    finally:
+        shutdown()
+    return 0
 
 
 def training_pairs(hands64, path, n: int, seed: int, progress: bool = True):
