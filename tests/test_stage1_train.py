@@ -133,7 +133,7 @@ def test_torchrun_two_processes_follow_one(synth8, tmp_path):
     (["--data", "{data}", "--epochs", "0"], "--epochs must be an integer >= 1"),
     (["--data", "{data}", "--resume"], "last.pt not found"),
     (["--data", "{data}", "--batch", "64", "--val-fraction", "0"], "lower --batch"),
-    (["--data", "{data}", "--split", "test"], "no split 'test'"),
+    (["--data", "{data}", "--split", "test"], "expected one *test*_data.json"),
 ])
 def test_bad_input_is_a_clean_error(synth8, tmp_path, capsys, extra, message):
     extra = [x.format(missing=tmp_path / "nope", data=synth8) for x in extra]

@@ -121,19 +121,15 @@ class TrainStage1Config:
 # --------------------------------------------------------------------------------------------------
 
 
-def find_split(data: str | Path, split: str) -> tuple[Path, Path]:
-    """``(annotation folder, image root)`` of a split: ``DIR/annotations/<split>`` with
-    ``DIR/images/<split>`` (the InterHand2.6M and ``ihmr synth`` layout), or ``DIR`` itself holding
-    ``*<split>*_data.json`` with images relative to it."""
+def find_split(data: str | Path, split: str):
+    """The :class:`~ihmr.data.interhand.InterHandFiles` of a split (layouts: see
+    :func:`ihmr.data.interhand.find_split_files`)."""
+    from ihmr.data.interhand import find_split_files
+
     root = Path(data)
     if not root.is_dir():
         raise InputError(f"data folder {str(root)!r} does not exist")
-    ann = root / "annotations" / split
-    if ann.is_dir():
-        return ann, root / "images" / split
-    if any(split.lower() in p.name.lower() for p in root.glob("*_data.json")):
-        return root, root
-    raise InputError(f"no split {split!r} in {str(root)!r}: expected annotations/{split}/*_data.json (ihmr synth / InterHand2.6M layout)")
+    return find_split_files(root, split)
 
 
 def param_labels(ann, ann_dir: Path, hands, mode: str = "auto") -> tuple[Optional[dict[str, np.ndarray]], str]:
@@ -469,11 +465,12 @@ def _build_data(cfg: TrainStage1Config, hands, rank: int):
     from ihmr.data.interhand import InterHandDataset, load_interhand
 
     def load(split: str):
-        ann_dir, img_root = find_split(cfg.data, split)
+        files = find_split(cfg.data, split)
+        ann_dir = files.data.parent
         with warnings.catch_warnings():
             if rank != 0:
                 warnings.simplefilter("ignore")
-            ann = load_interhand(ann_dir, split=split, image_root=img_root)
+            ann = load_interhand(files)
         ds = InterHandDataset(ann, subset=cfg.subset, size=cfg.input_size, normalise=False)
         if len(ds) == 0:
             raise InputError(f"split {split!r} of {cfg.data!r} has no usable samples (subset {cfg.subset!r})")
