@@ -180,7 +180,8 @@ class MLPRefiner(nn.Module):
 
     def proxy(self, hands: TwoHands) -> SphereProxy:
         """The sphere proxy of ``hands`` (built once per model and dtype)."""
-        key = (id(hands), hands.right.v_template.dtype)
+        v = hands.right.v_template
+        key = (hands.model_name, tuple(v.shape), v.dtype, float(v.double().sum()))  # the model, not the object
         if key not in self._proxy:
             self._proxy[key] = build_sphere_proxy(hands).to(hands.right.v_template.dtype)
         return self._proxy[key]
