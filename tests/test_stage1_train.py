@@ -65,6 +65,7 @@ def test_overfits_eight_images(synth8, tmp_path, capsys):
     assert float(rows[0]["lr"]) == pytest.approx(1e-3) and float(rows[-1]["lr"]) < 1e-5  # cosine decay to ~0
     assert {"pose", "shape", "tau", "j3d", "j2d", "head_j2d", "head_j3d", "hand_type"} <= {k for k, v in rows[0].items() if v}
     assert (run / "curve.png").stat().st_size > 1000 and (run / "config.json").is_file()
+    assert list((run / "tb").glob("events.out.tfevents.*")), "TensorBoard events (tensorboard is in the lock)"
     from ihmr.stage1.checkpoint import load_stage1, read_stage1_checkpoint
 
     net, arch, info = load_stage1(run / "last.pt")
