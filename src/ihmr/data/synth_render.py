@@ -66,6 +66,8 @@ __all__ = [
     "pose_chunk",
     "image_relpath",
     "annotation_paths",
+    "IhmrParams",
+    "read_ihmr_params",
     "POSE_CHUNK",
     "CAPTURE",
     "SEQ_NAME",
@@ -143,6 +145,56 @@ def annotation_paths(out: str | Path, split: str) -> dict[str, Path]:
 
 # --------------------------------------------------------------------------------------------------
 # Poses
+
+
+@dataclass
+class IhmrParams:
+    """Exact parameters of ``ihmr_params.json`` for ``N`` samples (zeros where ``valid`` is False).
+
+    Attributes:
+        beta ``(N, 2, 10)``, phi ``(N, 2, 3)``, theta ``(N, 2, 45)``, tau ``(N, 3)`` (metres),
+        origin ``(N, 3)`` metres (``world = hand frame + origin``, no rotation), valid ``(N,)`` bool
+        (a record exists), models: the hand-model names of the records found.
+    """
+
+    beta: np.ndarray
+    phi: np.ndarray
+    theta: np.ndarray
+    tau: np.ndarray
+    origin: np.ndarray
+    valid: np.ndarray
+    models: set
+
+
+def read_ihmr_params(path, capture: np.ndarray, frame_idx: np.ndarray) -> IhmrParams:
+    """The records of ``ihmr_params.json`` (capture -> frame -> record) for samples ``(capture,
+    frame_idx)`` (``(N,)`` each); a missing record leaves its sample invalid.
+
+    Raises:
+        InputError: unreadable JSON or a malformed record (naming the file and the sample).
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not readable JSON ({e})") from e
+    N = len(capture)
+    out = IhmrParams(np.zeros((N, 2, 10)), np.zeros((N, 2, 3)), np.zeros((N, 2, 45)), np.zeros((N, 3)),
+                     np.zeros((N, 3)), np.zeros(N, bool), set())
+    for i, (c, f) in enumerate(zip(capture, frame_idx)):
+        rec = raw.get(str(int(c)), {}).get(str(int(f))) if isinstance(raw, dict) else None
+        if not isinstance(rec, dict):
+            continue
+        out.models.add(str(rec.get("model")))
+        try:
+            for k, shape in (("beta", (2, 10)), ("phi", (2, 3)), ("theta", (2, 45)), ("tau", (3,))):
+                getattr(out, k)[i] = np.asarray(rec[k], dtype=np.float64).reshape(shape)
+            if "origin_mm" in rec:
+                out.origin[i] = np.asarray(rec["origin_mm"], dtype=np.float64).reshape(3) * 1e-3
+        except (KeyError, ValueError, TypeError) as e:
+            raise InputError(f"{path}: bad record for capture {c} frame {f} ({e})") from e
+        out.valid[i] = True
+    return out
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:

@@ -125,19 +125,18 @@ def load_gt_params(files, ann, model: str) -> Optional[dict[str, np.ndarray]]:
     Returns ``beta (N, 2, 10)``, ``phi (N, 2, 3)``, ``theta (N, 2, 45)``, ``tau (N, 3)``,
     ``origin (N, 3)`` metres (world = hand frame + origin, no rotation), or None.
     """
+    from ihmr.data.synth_render import read_ihmr_params
+
     path = Path(files.data).parent / "ihmr_params.json"
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        rows = [doc[str(int(c))][str(int(f))] for c, f in zip(ann.capture, ann.frame_idx)]
-    except (ValueError, KeyError, TypeError):
+        rec = read_ihmr_params(path, ann.capture, ann.frame_idx)
+    except InputError:
         return None
-    if not rows or any(r.get("model") != model for r in rows):
+    if not len(rec.valid) or not rec.valid.all() or rec.models != {model}:
         return None
-    out = {k: np.asarray([r[k] for r in rows], dtype=np.float64) for k in ("beta", "phi", "theta", "tau")}
-    out["origin"] = np.asarray([r["origin_mm"] for r in rows], dtype=np.float64) * 1e-3
-    return out
+    return dict(beta=rec.beta, phi=rec.phi, theta=rec.theta, tau=rec.tau, origin=rec.origin)
 
 
 def shard_indices(n: int, rank: int, world: int) -> np.ndarray:

@@ -144,25 +144,11 @@ def param_labels(ann, ann_dir: Path, hands, mode: str = "auto") -> tuple[Optiona
     N = len(ann)
     path = ann_dir / "ihmr_params.json"
     if mode in ("auto", "ihmr") and path.is_file():
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise InputError(f"{path}: not readable JSON ({e})") from e
-        beta, phi, theta = np.zeros((N, 2, 10)), np.zeros((N, 2, 3)), np.zeros((N, 2, 45))
-        tau, valid = np.zeros((N, 3)), np.zeros((N, 2), bool)
-        models = set()
-        for i in range(N):
-            rec = raw.get(str(int(ann.capture[i])), {}).get(str(int(ann.frame_idx[i])))
-            if not isinstance(rec, dict):
-                continue
-            models.add(str(rec.get("model")))
-            try:
-                beta[i], phi[i], theta[i] = (np.asarray(rec[k], dtype=np.float64).reshape(s) for k, s in
-                                             (("beta", (2, 10)), ("phi", (2, 3)), ("theta", (2, 45))))
-                tau[i] = np.asarray(rec["tau"], dtype=np.float64).reshape(3)
-            except (KeyError, ValueError, TypeError) as e:
-                raise InputError(f"{path}: bad record for capture {ann.capture[i]} frame {ann.frame_idx[i]} ({e})") from e
-            valid[i] = True
+        from ihmr.data.synth_render import read_ihmr_params
+
+        rec = read_ihmr_params(path, ann.capture, ann.frame_idx)
+        beta, phi, theta, tau, models = rec.beta, rec.phi, rec.theta, rec.tau, rec.models
+        valid = np.repeat(rec.valid[:, None], 2, axis=1)
         if models and models != {hands.model_name}:
             if mode == "ihmr":
                 raise InputError(f"{path}: parameters are for hand model(s) {sorted(models)}, training uses {hands.model_name!r}")
