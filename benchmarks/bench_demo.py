@@ -33,36 +33,30 @@ def image_path(data: Path, stem: str) -> Path:
     return EXAMPLES / f"{stem}.jpg" if stem in FRAMES else data / f"{stem}.jpg"
 
 
-def sidecar(data: Path, stem: str) -> dict:
+def annotations(data: Path):
+    """The sample's annotations (``ihmr.data.interhand``: world -> camera, projection, validity)."""
+    from ihmr.data.interhand import load_interhand
+
+    return load_interhand(data, split="test", cache_dir=False, warn=False)
+
+
+def _row(ann, stem: str) -> int:
+    return next(i for i, f in enumerate(ann.file_name) if Path(str(f)).stem == stem)
+
+
+def sidecar(ann, stem: str) -> dict:
     """The bundled sidecar, or the same built from the annotation (box) and camera (focal)."""
     if stem in FRAMES:
         return json.loads((EXAMPLES / f"{stem}.json").read_text())
-    d = json.loads((data / "test_interhand2.6m_data.json").read_text())
-    im = next(i for i in d["images"] if i["file_name"] == stem + ".jpg")
-    ann = next(a for a in d["annotations"] if a["image_id"] == im["id"])
-    cam = json.loads((data / "test_interhand2.6m_camera.json").read_text())[str(im["capture"])]
-    return {"boxes": [ann["bbox"]], "focal": float(np.mean(cam["focal"][im["camera"]]))}
+    i = _row(ann, stem)
+    return {"boxes": [ann.bbox[i].tolist()], "focal": float(np.mean([ann.K[i, 0, 0], ann.K[i, 1, 1]]))}
 
 
-def ground_truth(data: Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ground_truth(ann, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Joints ``(2, 21, 3)`` metres in camera coordinates (MANO order, 0 = right), valid ``(2, 21)``,
     and the 2D projection ``(2, 21, 2)`` pixels with the data set's intrinsics."""
-    from ihmr.joint_order import to_two_hand
-
-    d = json.loads((data / "test_interhand2.6m_data.json").read_text())
-    im = next(i for i in d["images"] if i["file_name"] == stem + ".jpg")
-    cam = json.loads((data / "test_interhand2.6m_camera.json").read_text())[str(im["capture"])]
-    c = im["camera"]
-    R = np.array(cam["camrot"][c], np.float64)
-    pos = np.array(cam["campos"][c], np.float64)
-    f, pp = np.array(cam["focal"][c], np.float64), np.array(cam["princpt"][c], np.float64)
-    j = json.loads((data / "test_interhand2.6m_joint_3d.json").read_text())[str(im["capture"])][str(im["frame_idx"])]
-    world = np.array(j["world_coord"], np.float64)  # (42, 3) mm
-    cam_mm = (R @ (world - pos).T).T
-    valid = np.array(j["joint_valid"], bool).reshape(42)
-    X = to_two_hand(cam_mm / 1000.0, "interhand")
-    uv = X[..., :2] / X[..., 2:] * f + pp
-    return X, to_two_hand(valid, "interhand", axis=-1), uv
+    i = _row(ann, stem)
+    return ann.joints[i], ann.valid_two_hand[i], ann.joints_2d_two_hand[i]
 
 
 def evaluate(res, gt: np.ndarray, valid: np.ndarray, gt_uv: np.ndarray) -> dict:
@@ -116,6 +110,7 @@ def main(argv=None) -> int:
     from ihmr.pipeline import Reconstructor, load_image
 
     t_import = time.perf_counter() - t_start
+    ann = annotations(args.data)
     t0 = time.perf_counter()
     rec = Reconstructor()
     t_load = time.perf_counter() - t0
@@ -125,7 +120,7 @@ def main(argv=None) -> int:
     for rep in range(2):
         for use_box in modes:
             for stem in frames:
-                side, img = sidecar(args.data, stem), load_image(image_path(args.data, stem))
+                side, img = sidecar(ann, stem), load_image(image_path(args.data, stem))
                 t0 = time.perf_counter()
                 try:
                     res = rec(img, focal=side["focal"], boxes=side["boxes"] if use_box else ())
@@ -144,7 +139,7 @@ def main(argv=None) -> int:
                     steady.append(dt)
                 if rep == 1:
                     continue
-                gt, valid, gt_uv = ground_truth(args.data, stem)
+                gt, valid, gt_uv = ground_truth(ann, stem)
                 if res is None:
                     rows.append((stem, "box" if use_box else "none", err, *["-"] * 7, f"{dt:.2f}", "-"))
                     continue
