@@ -73,3 +73,13 @@ def test_bad_shapes():
         matrix_to_axis_angle(torch.zeros(2, 3))
     with pytest.raises(ValueError):
         rot6d_to_matrix(torch.zeros(5))
+
+
+def test_rotation_z_known_answer():
+    import numpy as np
+
+    from ihmr.geometry.rotations import rotation_z
+
+    np.testing.assert_allclose(rotation_z(np.pi / 2) @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(rotation_z(0.3) @ rotation_z(-0.3), np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(rotation_z(0.7)[2], [0.0, 0.0, 1.0], atol=1e-12)

@@ -58,6 +58,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ihmr.errors import InputError
+from ihmr.geometry.rotations import rotation_z
 
 __all__ = [
     "SynthConfig",
@@ -235,11 +236,6 @@ def pose_chunk(seed: int, chunk: int, size: int, hands) -> dict[str, np.ndarray]
 # Camera
 
 
-def _rot_z(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def _project(points_m: np.ndarray, R: np.ndarray, eye_m: np.ndarray, f: np.ndarray, c: np.ndarray):
     X = (points_m - eye_m) @ R.T
     return X[:, :2] / X[:, 2:3] * f + c, X[:, 2]
@@ -272,7 +268,7 @@ def _camera(rng: np.random.Generator, verts_m: np.ndarray, target_m: np.ndarray,
     for _ in range(60):
         eye = look + dist * view_from
         E = look_at(eye, look, np.array([0.0, -1.0, 0.0]))
-        R = _rot_z(roll) @ E[:3, :3]
+        R = rotation_z(roll) @ E[:3, :3]
         uv, z = _project(verts_m, R, eye, focal, princpt)
         if z.min() > 0.05 and uv.min() >= margin and uv.max() <= S - margin:
             return R, eye, focal, princpt

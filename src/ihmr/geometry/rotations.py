@@ -21,6 +21,7 @@ __all__ = [
     "mirror_axis_angle",
     "swing_rotation",
     "skew",
+    "rotation_z",
 ]
 
 _SMALL = 1e-6
@@ -156,3 +157,10 @@ def swing_rotation(a: Tensor, b: Tensor) -> Tensor:
     ortho = torch.cross(a, torch.where(a[..., :1].abs() < 0.9, ex, ey).expand_as(a), dim=-1)
     axis = torch.where(s < 1e-9, ortho / ortho.norm(dim=-1, keepdim=True).clamp_min(1e-12), axis / s.clamp_min(1e-12))
     return axis_angle_to_matrix(axis * angle)
+
+
+def rotation_z(angle_rad: float):
+    """``(3, 3)`` numpy rotation by ``angle_rad`` about the z axis (the camera's optical axis in
+    ihmr's OpenCV convention: in image pixels, x right and y down, its top-left 2x2 block rotates
+    offsets from the principal point the same way)."""
+    return axis_angle_to_matrix(torch.tensor([0.0, 0.0, float(angle_rad)], dtype=torch.float64)).numpy()

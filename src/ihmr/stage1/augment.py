@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ihmr.errors import InputError
-from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, mirror_axis_angle
+from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, mirror_axis_angle, rotation_z
 
 __all__ = [
     "AugmentConfig",
@@ -89,13 +89,6 @@ class AugmentConfig:
 
 def _copy(sample: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in sample.items()}
-
-
-def rotation_z(angle_rad: float) -> np.ndarray:
-    """``(3, 3)`` rotation about the camera's z axis; in image pixels (x right, y down) its top-left
-    2x2 block rotates offsets from the principal point the same way."""
-    c, s = math.cos(angle_rad), math.sin(angle_rad)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def flip_sample(sample: dict[str, Any]) -> dict[str, Any]:
