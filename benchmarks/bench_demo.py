@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from ihmr.pipeline import Reconstructor, load_image
+    from ihmr.io.images import load_image
+    from ihmr.pipeline import Reconstructor
 
     t_import = time.perf_counter() - t_start
     ann = annotations(args.data)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ihmr.errors import InputError
-from ihmr.pipeline import load_image
+from ihmr.io.images import load_image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "ihmr" / "examples"
 

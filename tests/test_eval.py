@@ -60,7 +60,7 @@ def one_process(eval_setup, tmp_path_factory):
 
 
 def test_shard_indices():
-    from ihmr.stage1.evaluate import shard_indices
+    from ihmr.experiments.evaluation import shard_indices
 
     for n in (1, 5, 6, 7):
         for world in (1, 2, 3):
@@ -112,8 +112,8 @@ def test_eval_per_sample_invariants(one_process, eval_setup):
     # matches an independent computation from the annotations.
     import ihmr
     from ihmr.data.interhand import load_interhand
+    from ihmr.experiments.evaluation import resolve_split
     from ihmr.metrics import mpjpe
-    from ihmr.stage1.evaluate import resolve_split
 
     ann = load_interhand(resolve_split(eval_setup[0], "test"), cache_dir=False)
     hands = ihmr.TwoHands("open", dtype=torch.float64)
@@ -162,8 +162,8 @@ def test_eval_bad_checkpoint(eval_setup, tmp_path, kind):
 def test_weak_to_perspective():
     """Perspective projection with the recovered wrist position reproduces the weak-perspective 2D
     of the crop up to the depth spread of the hand (weak-perspective approximation)."""
-    from ihmr.data.interhand import crop_affine, invert_affine, apply_affine
-    from ihmr.pipeline import weak_to_perspective
+    from ihmr.geometry.camera import weak_to_perspective
+    from ihmr.geometry.crop import apply_affine, crop_affine, invert_affine
 
     rng = np.random.default_rng(0)
     S = 64

@@ -5,9 +5,8 @@ import torch
 
 import ihmr
 from ihmr.errors import InputError
-from ihmr.geometry.rotations import axis_angle_to_matrix
+from ihmr.geometry.rotations import axis_angle_to_matrix, swing_rotation
 from ihmr.handmodel.limits import JointLimits
-from ihmr.geometry.rotations import swing_rotation
 from ihmr.stage1 import hand_ik, kabsch_rotation
 
 

@@ -13,16 +13,16 @@ import torch
 
 import ihmr.data.interhand as ih
 from ihmr.data import InterHandDataset, load_interhand
-from ihmr.data.interhand import (
+from ihmr.data.interhand import find_split_files
+from ihmr.errors import InputError
+from ihmr.geometry.crop import (
     apply_affine,
     crop_affine,
     crop_image,
-    find_split_files,
     hand_boxes,
     invert_affine,
     pixels_to_normalised,
 )
-from ihmr.errors import InputError
 from ihmr.joint_order import MANO_FROM_INTERHAND
 from ihmr.metrics import inter_distance
 
@@ -450,7 +450,7 @@ def test_missing_image_is_reported_and_skipped_without_misalignment(sample_copy,
 
 @needs_sample
 def test_corrupt_records_are_reported_and_skipped(sample_copy, sample):
-    data, j3d, cams = _raw("data"), _raw("joint_3d"), _raw("camera")
+    data, j3d = _raw("data"), _raw("joint_3d")
     by_id = {a["image_id"]: a for a in data["annotations"]}
     by_id[326750]["joint_valid"] = by_id[326750]["joint_valid"][:41]  # wrong length
     del by_id[286291]["bbox"]  # missing key

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-import trimesh
 
 import ihmr
 from ihmr.errors import ModelFileError, UnsafePickleError
@@ -19,9 +18,7 @@ from ihmr.handmodel.mano_pkl import (
     pca_to_axis_angle,
     read_mano_pickle,
 )
-
 from mano_fixture import write_mano_pkl
-from test_handmodel import reference_lbs
 
 
 @pytest.fixture

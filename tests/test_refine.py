@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import ihmr
 from ihmr.data.synthetic import CONTACTS, load_npz, make_synthetic, save_npz
 from ihmr.errors import InputError
+from ihmr.io.npz import read_refine_input
 from ihmr.metrics import closely_interacting_mask, penetration_stats
 from ihmr.refine import RefineConfig, finger_term, refine_opt
-from ihmr.refine.io import read_refine_input
 
 FAST = dict(iterations=15, snapshot_every=5)
 

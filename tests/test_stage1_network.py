@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import ihmr
+from ihmr import losses as L
 from ihmr.errors import InputError
 from ihmr.geometry.camera import project_weak_perspective
 from ihmr.stage1 import (
@@ -19,7 +20,6 @@ from ihmr.stage1 import (
     soft_argmax_3d,
     unpack_params,
 )
-from ihmr.stage1 import losses as L
 
 # Small joint head for CPU tests.
 SMALL = dict(heatmap_size=16, depth_bins=16, deconv_channels=32, num_deconv=2)

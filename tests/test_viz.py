@@ -5,7 +5,8 @@ import pytest
 import trimesh
 
 from ihmr.errors import InputError
-from ihmr.viz.export import HAND_COLORS, atomic_write, export_hand, export_hands
+from ihmr.io.files import atomic_write
+from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
 
 
 @pytest.fixture

@@ -22,11 +22,21 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ihmr.collision.exact import penetration_depths
+from ihmr.detect.hands import HandDetector
 from ihmr.errors import IhmrError, InputError
+from ihmr.geometry.camera import weak_to_perspective
+from ihmr.geometry.crop import apply_affine, crop_affine, crop_image, hand_boxes, invert_affine, normalise_image
+from ihmr.handmodel import TwoHands
+from ihmr.io.images import load_image
+from ihmr.joint_order import convert, from_two_hand
+from ihmr.refine import RefineConfig, refine_opt
+from ihmr.refine.mlp import MLPRefineConfig, load_refiner, refine_mlp
+from ihmr.stage1 import hand_ik
+from ihmr.stage1.checkpoint import load_stage1
 
-__all__ = ["NoHandsError", "HandResult", "PairResult", "Result", "load_image", "weak_to_perspective", "Reconstructor", "reconstruct"]
+__all__ = ["NoHandsError", "HandResult", "PairResult", "Result", "Reconstructor", "reconstruct"]
 
-MIN_SIDE, MAX_SIDE = 32, 8192
 #: Verification slack of the demo (m^2 over 42 joints): joints may move ~5 mm RMS from the landmarks.
 E3D_SLACK = 42 * 0.005**2
 
@@ -34,48 +44,6 @@ E3D_SLACK = 42 * 0.005**2
 class NoHandsError(IhmrError):
     """No hand was found in the image."""
 
-
-def load_image(path_or_array: Union[str, Path, np.ndarray]) -> np.ndarray:
-    """RGB ``(H, W, 3)`` uint8 from a file (EXIF orientation applied; grey, RGBA, 16-bit and palette
-    images converted) or an array; raises :class:`InputError` with a one-line reason."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if isinstance(path_or_array, np.ndarray):
-        a = path_or_array
-        if a.ndim == 2:
-            a = np.repeat(a[..., None], 3, axis=2)
-        if a.ndim != 3 or a.shape[2] not in (3, 4):
-            raise InputError(f"image array must be (H, W, 3) or (H, W, 4), got {a.shape}")
-        if a.dtype != np.uint8:
-            a = np.clip(a / (257.0 if a.max() > 255 else 1.0), 0, 255).astype(np.uint8)
-        img = a[..., :3]
-    else:
-        p = Path(path_or_array)
-        if not p.is_file():
-            raise InputError(f"{p}: no such file")
-        try:
-            Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE * 4
-            with Image.open(p) as im:
-                w, h = im.size
-                if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
-                    raise InputError(f"{p}: image of {w}x{h} pixels is outside the supported {MIN_SIDE}..{MAX_SIDE} pixels per side")
-                im = ImageOps.exif_transpose(im)
-                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    arr = np.asarray(im, dtype=np.float64)
-                    img8 = np.clip(arr / (257.0 if arr.max() > 255 else 1.0), 0, 255).astype(np.uint8)
-                    img = np.repeat(img8[..., None], 3, axis=2)
-                else:
-                    img = np.asarray(im.convert("RGB"))
-        except InputError:
-            raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise InputError(f"{p}: not a readable image ({type(e).__name__}: {e})") from e
-        except Image.DecompressionBombError as e:  # pragma: no cover
-            raise InputError(f"{p}: image too large ({e})") from e
-    h, w = img.shape[:2]
-    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
-        raise InputError(f"image of {w}x{h} pixels is outside the supported {MIN_SIDE}..{MAX_SIDE} pixels per side")
-    return np.ascontiguousarray(img)
 
 
 @dataclass
@@ -163,31 +131,6 @@ def _pair_translations(world: Sequence[np.ndarray], uv: Sequence[np.ndarray], K:
     return T[:3], T[3:]
 
 
-def weak_to_perspective(cam: np.ndarray, affine: np.ndarray, size: int, K: np.ndarray) -> np.ndarray:
-    """The right wrist's camera-frame position ``T (3,)`` (m) equivalent to a weak-perspective camera.
-
-    The network's camera ``cam = (s, tx, ty)`` maps right-wrist-relative points ``X`` to normalised
-    crop coordinates ``uv_n = s (X_xy + t)``; the crop is ``u_crop = a u + b`` (``affine`` ``(2, 3)``,
-    image -> crop pixels, no rotation) of ``size`` pixels and ``uv_n = (2 u_crop + 1) / size - 1``. A
-    pinhole camera ``K`` sees ``u = f (X_x + T_x) / (X_z + T_z) + c_x``. Approximation: every point at
-    the wrist's depth (``X_z << T_z``, weak perspective), so matching the two linear maps gives
-
-        ``T_z = 2 a f / (size s)``,  ``T_xy = t - c0 / s``,  ``c0 = 2 a c / size + (2 b + 1) / size - 1``,
-
-    i.e. depth from the camera scale and the focal length; the hand model's orientation is taken as
-    camera-frame orientation (the crop does not rotate).
-    """
-    s = max(float(cam[0]), 1e-3)
-    A = np.asarray(affine, dtype=np.float64)
-    a = np.array([A[0, 0], A[1, 1]])
-    b = A[:, 2]
-    f = np.array([K[0, 0], K[1, 1]])
-    c = np.array([K[0, 2], K[1, 2]])
-    tz = float(np.mean(2.0 * a * f / (size * s)))
-    c0 = 2.0 * a * c / size + (2.0 * b + 1.0) / size - 1.0
-    txy = np.asarray(cam[1:3], dtype=np.float64) - c0 / s
-    return np.array([txy[0], txy[1], tz])
-
 
 class Reconstructor:
     """Holds the models (hand model, detector) for reconstructing many images."""
@@ -203,19 +146,12 @@ class Reconstructor:
         synchronisation, which costs 10-100x on a CPU shared with other processes.
         ``checkpoint``: a stage-I network checkpoint used as stage I instead of MediaPipe + IK (the
         detector then only gives a box around the hands); its hand model replaces ``model``."""
-        import ihmr
-        import ihmr.collision.exact  # noqa: F401 - what reconstructing uses, imported now, not mid-image
-        import ihmr.refine  # noqa: F401
-        import ihmr.stage1  # noqa: F401
-        from ihmr.detect.hands import HandDetector
 
         self.net = self.arch = None
         if checkpoint is not None:
-            from ihmr.stage1.checkpoint import load_stage1
-
             self.net, self.arch, _ = load_stage1(checkpoint)
             model = self.arch.model
-        self.hands = ihmr.TwoHands(model, dtype=torch.float64)
+        self.hands = TwoHands(model, dtype=torch.float64)
         self.detector = HandDetector()
         mode = {True: "opt", False: "none"}.get(refine, refine) if isinstance(refine, bool) else str(refine)
         if mode not in ("opt", "mlp", "none"):
@@ -223,8 +159,6 @@ class Reconstructor:
         self.refine = mode
         self.refiner = None
         if mode == "mlp":
-            from ihmr.refine.mlp import load_refiner
-
             self.refiner = load_refiner(refiner, self.hands)
         self.iterations = iterations
         self.threads = threads
@@ -240,11 +174,6 @@ class Reconstructor:
             torch.set_num_threads(prev)
 
     def _reconstruct(self, image, focal: Optional[float], boxes: Sequence[Sequence[float]]) -> Result:
-        from ihmr.collision.exact import penetration_depths
-        from ihmr.joint_order import convert
-        from ihmr.refine import RefineConfig, refine_opt
-        from ihmr.stage1 import hand_ik
-
         t = {}
         t0 = time.perf_counter()
         img = load_image(image)
@@ -327,8 +256,6 @@ class Reconstructor:
             return np.array([b[:, 0].min(), b[:, 1].min(), (b[:, 0] + b[:, 2]).max(), (b[:, 1] + b[:, 3]).max()])
         det = self.detector(img, ())
         if det.hands:
-            from ihmr.data.interhand import hand_boxes
-
             pts = np.concatenate([d.landmarks_2d for d in det.hands])[None]
             notes.append(f"stage I: crop around {len(det.hands)} MediaPipe hand(s)")
             return hand_boxes(pts, np.ones(pts.shape[:2], bool), padding=1.2)[0]
@@ -337,10 +264,6 @@ class Reconstructor:
 
     def _reconstruct_network(self, img: np.ndarray, K: np.ndarray, boxes: Sequence[Sequence[float]], t: dict) -> Result:
         """Stage I by the network (see the module docstring and :func:`weak_to_perspective`)."""
-        from ihmr.collision.exact import penetration_depths
-        from ihmr.data.interhand import apply_affine, crop_affine, crop_image, invert_affine, normalise_image
-        from ihmr.refine import RefineConfig, refine_opt
-
         notes: list[str] = []
         t0 = time.perf_counter()
         box = self._hands_box(img, boxes, notes)
@@ -380,8 +303,6 @@ class Reconstructor:
         return Result(image_size=(W, H), K=K, hands=hands, pairs=pairs, faces=self.hands.faces.numpy(), timings_s=t, notes=notes)
 
     def _refine_pair(self, i, j, hands, K, penetration_depths, refine_opt, RefineConfig) -> PairResult:
-        from ihmr.joint_order import from_two_hand
-
         hr, hl = hands[i], hands[j]
         wr, wl = hr.params["wrist"], hl.params["wrist"]
         dt = torch.float64
@@ -403,8 +324,6 @@ class Reconstructor:
         accepted = {}
         if self.refine != "none" and d0.max() > 0:
             if self.refine == "mlp":
-                from ihmr.refine.mlp import MLPRefineConfig, refine_mlp
-
                 res = refine_mlp(self.hands, params, from_two_hand(j3d, "mano"), from_two_hand(j2d, "mano"), self.refiner,
                                  config=MLPRefineConfig(e3d_slack=E3D_SLACK), progress=False)
             else:

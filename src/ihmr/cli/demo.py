@@ -12,6 +12,15 @@ from typing import Optional
 
 import numpy as np
 
+from ihmr.collision.exact import penetration_depths
+from ihmr.errors import IhmrError
+from ihmr.io.files import atomic_write
+from ihmr.io.images import load_image
+from ihmr.pipeline import Reconstructor
+from ihmr.version import __version__
+from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
+from ihmr.viz.render import MeshSpec, render_meshes, render_views
+
 __all__ = ["add_demo_parser", "collect_images", "write_outputs"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -85,7 +94,6 @@ def _penetration_colours(vertices: np.ndarray, faces: np.ndarray, base: np.ndarr
     """Per-vertex RGBA ``(2, V, 4)``: the hand colours, penetrating vertices in red."""
     import torch
 
-    from ihmr.collision.exact import penetration_depths
 
     d = penetration_depths(torch.as_tensor(vertices[None]), torch.as_tensor(faces))[0].numpy()
     cols = np.repeat(base[:, None, :], vertices.shape[1], axis=1).copy()
@@ -97,8 +105,6 @@ def write_outputs(folder: Path, image: np.ndarray, res, meta: dict) -> dict:
     """Write overlay.png, views.png, hands.glb, right.obj / left.obj and result.json (last)."""
     from PIL import Image
 
-    from ihmr.viz.export import HAND_COLORS, atomic_write, export_hand, export_hands
-    from ihmr.viz.render import MeshSpec, render_meshes, render_views, tile
 
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -151,7 +157,6 @@ def write_outputs(folder: Path, image: np.ndarray, res, meta: dict) -> dict:
         export_hand(folder / "hands.glb", h.vertices, faces[s], HAND_COLORS[s])
         export_hand(folder / f"{h.side}.obj", h.vertices, faces[s], HAND_COLORS[s])
     t_write = time.perf_counter() - t0
-    import ihmr
     import torch
 
     doc = {
@@ -175,7 +180,7 @@ def write_outputs(folder: Path, image: np.ndarray, res, meta: dict) -> dict:
         "timings_s": {**{k: round(v, 4) for k, v in res.timings_s.items()}, "write": round(t_write, 4)},
         "notes": res.notes,
         "units": {"joints_3d": "metres, camera coordinates (x right, y down, z forward)", "joints_2d": "pixels", "joint_order": "MANO (21)"},
-        "versions": {"ihmr": ihmr.__version__, "torch": torch.__version__, "mediapipe": _version("mediapipe"), "hand_model": meta.get("model", "open")},
+        "versions": {"ihmr": __version__, "torch": torch.__version__, "mediapipe": _version("mediapipe"), "hand_model": meta.get("model", "open")},
     }
     with atomic_write(folder / "result.json", "w") as fh:
         json.dump(doc, fh, indent=1)
@@ -194,8 +199,6 @@ def _version(name: str) -> Optional[str]:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ihmr.errors import IhmrError
-    from ihmr.pipeline import Reconstructor, load_image
 
     images, problems = collect_images(args.inputs) if args.inputs else (bundled_examples(), [])
     for msg in problems:

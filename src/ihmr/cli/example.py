@@ -11,6 +11,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ihmr.geometry.mesh import is_watertight, signed_volume
+from ihmr.geometry.rotations import matrix_to_axis_angle, mirror_axis_angle
+from ihmr.handmodel import TwoHands
+from ihmr.handmodel.limits import JointLimits
+from ihmr.io.files import atomic_write
+from ihmr.version import __version__
+from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
+from ihmr.viz.render import MeshSpec, orbit_views, render_meshes, render_views, tile
+
 __all__ = ["run_example", "DISPLAY_ORIENT"]
 
 #: Rotation taking MANO's rest frame (fingers -x, back +y, thumb +z) to a camera-facing right hand in
@@ -21,7 +30,6 @@ DISPLAY_ORIENT = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 def _save_png(path: Path, image: np.ndarray) -> None:
     from PIL import Image
 
-    from ihmr.viz.export import atomic_write
 
     with atomic_write(path) as fh:
         Image.fromarray(image).save(fh, format="PNG")
@@ -57,18 +65,12 @@ def _poses(limits) -> dict[str, torch.Tensor]:
 
 def run_example(out: str | Path = "out", model: str = "open", size: int = 480, docs: str | Path | None = None) -> dict:
     """Render and export the hand models to ``out``; returns the summary written to ``example.json``."""
-    import ihmr
-    from ihmr.geometry.mesh import is_watertight, signed_volume
-    from ihmr.geometry.rotations import matrix_to_axis_angle, mirror_axis_angle
-    from ihmr.handmodel.limits import JointLimits
-    from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
-    from ihmr.viz.render import MeshSpec, orbit_views, render_meshes, render_views, tile
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    hands = ihmr.TwoHands(model, dtype=torch.float64)
+    hands = TwoHands(model, dtype=torch.float64)
     timings["load_models_s"] = time.perf_counter() - t
     faces = hands.faces.numpy()
     steps = tqdm(total=5, desc="ihmr example", unit="step")
@@ -144,12 +146,11 @@ def run_example(out: str | Path = "out", model: str = "open", size: int = 480, d
         ))
     steps.update()
     summary = dict(
-        ihmr=ihmr.__version__, model=hands.model_name, model_meta=hands.right.data.meta, hands=per_hand,
+        ihmr=__version__, model=hands.model_name, model_meta=hands.right.data.meta, hands=per_hand,
         pose_sweep=list(poses) + shape_labels,
         files=sorted({p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} | {"example.json"}),
         timings_s={k: round(v, 3) for k, v in timings.items()},
     )
-    from ihmr.viz.export import atomic_write
 
     with atomic_write(out / "example.json", "w") as fh:
         json.dump(summary, fh, indent=2, default=str)

@@ -5,21 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ihmr.cli.demo import add_demo_parser
+from ihmr.cli.eval import add_eval_parser
+from ihmr.cli.example import run_example
+from ihmr.cli.refine import add_bench_parser, add_refine_parser
+from ihmr.cli.synth import add_synth_parser
+from ihmr.cli.train import add_train_parser
 from ihmr.errors import IhmrError
+from ihmr.handmodel import TwoHands
+from ihmr.handmodel.build import main as build_main
+from ihmr.version import __version__
 
 __all__ = ["main"]
 
 
 def _cmd_example(args: argparse.Namespace) -> int:
-    from ihmr.cli.example import run_example
-
     run_example(args.out, model=args.model, size=args.size, docs=args.docs)
     return 0
 
 
 def _cmd_build_model(args: argparse.Namespace) -> int:
-    from ihmr.handmodel.build import main as build_main
-
     argv = ["--samples", str(args.samples), "--seed", str(args.seed)]
     if args.out is not None:
         argv += ["--out", str(args.out)]
@@ -29,12 +34,11 @@ def _cmd_build_model(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    import ihmr
 
-    hands = ihmr.TwoHands(args.model)
+    hands = TwoHands(args.model)
     d = hands.right.data
     print(json.dumps(dict(
-        ihmr=ihmr.__version__, model=d.name, vertices=d.num_vertices, faces=int(d.faces.shape[0]),
+        ihmr=__version__, model=d.name, vertices=d.num_vertices, faces=int(d.faces.shape[0]),
         betas=d.num_betas, has_joint_limits=d.joint_limits is not None, meta=d.meta,
     ), indent=2, default=str))
     return 0
@@ -58,11 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--seed", type=int, default=0)
     bm.set_defaults(func=_cmd_build_model)
 
-    from ihmr.cli.demo import add_demo_parser
-    from ihmr.cli.eval import add_eval_parser
-    from ihmr.cli.refine import add_bench_parser, add_refine_parser
-    from ihmr.cli.synth import add_synth_parser
-    from ihmr.cli.train import add_train_parser
 
     add_demo_parser(sub)
     add_refine_parser(sub)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +12,16 @@ from typing import Optional
 
 import numpy as np
 import torch
+
+from ihmr.data.synthetic import load_npz, make_synthetic, save_npz
+from ihmr.errors import InputError
+from ihmr.handmodel import TwoHands
+from ihmr.io.files import atomic_write
+from ihmr.io.npz import GT_KEYS, read_refine_input
+from ihmr.joint_order import to_two_hand
+from ihmr.metrics import closely_interacting_mask, i_mpjpe, mpjpe, penetration_stats
+from ihmr.refine import FACTORS, RefineConfig, refine_opt
+from ihmr.refine.mlp import MLPRefineConfig, load_refiner, refine_mlp
 
 __all__ = ["add_refine_parser", "add_bench_parser", "config_from_args", "evaluate_params"]
 
@@ -23,14 +32,10 @@ def _factor_list(text: Optional[str]) -> Optional[tuple[str, ...]]:
 
 def config_from_args(args: argparse.Namespace):
     """A :class:`RefineConfig` from the shared command-line switches."""
-    from ihmr.refine import FACTORS, RefineConfig
-
     order = _factor_list(args.order) or FACTORS
     chosen = _factor_list(args.factors)
     factors = tuple(f for f in order if chosen is None or f in chosen)
     if chosen is not None and set(chosen) - set(order):
-        from ihmr.errors import InputError
-
         raise InputError(f"--factors {sorted(set(chosen) - set(order))} not in --order {order}")
     kw = dict(factors=factors, verify=not args.no_verify, factorize=not args.no_factorize,
               collision=args.collision, init=args.init, iterations=args.iterations)
@@ -80,16 +85,13 @@ def add_bench_parser(sub) -> None:
 
 
 def _hands(model: str):
-    import ihmr
 
-    return ihmr.TwoHands(model, dtype=torch.float64)
+    return TwoHands(model, dtype=torch.float64)
 
 
 @torch.no_grad()
 def evaluate_params(hands, params: dict, gt_joints: Optional[torch.Tensor], batch: int = 256) -> dict[str, np.ndarray]:
     """Per-sample AVE-P / MAX-P (mm) and, with ground truth ``(N, 2, 21, 3)``, MPJPE / I-MPJPE (mm)."""
-    from ihmr.metrics import i_mpjpe, mpjpe, penetration_stats
-
     ave, mx, joints = [], [], []
     N = params["beta"].shape[0]
     for s in range(0, N, batch):
@@ -108,19 +110,12 @@ def evaluate_params(hands, params: dict, gt_joints: Optional[torch.Tensor], batc
 
 
 def _cmd_refine(args: argparse.Namespace) -> int:
-    from ihmr.joint_order import to_two_hand
-    from ihmr.refine import refine_opt
-    from ihmr.refine.io import GT_KEYS, read_refine_input
-    from ihmr.viz.export import atomic_write
-
     d = read_refine_input(args.input)
     cfg = config_from_args(args)
     hands = _hands(args.model)
     t = lambda k: torch.as_tensor(d[k], dtype=torch.float64)  # noqa: E731
     params = {k: t(k) for k in ("beta", "phi", "theta", "tau")}
     if args.method == "mlp":
-        from ihmr.errors import InputError
-
         opt_only = [flag for flag, on in (("--no-factorize", args.no_factorize), ("--init mean", args.init == "mean"),
                                           ("--terms", bool(args.terms)), ("--collision grid", args.collision == "grid")) if on]
         if opt_only:
@@ -156,10 +151,8 @@ def _cmd_refine(args: argparse.Namespace) -> int:
 
 def _run_mlp(args: argparse.Namespace, params: dict, j3d: torch.Tensor, j2d: torch.Tensor, refiner=None):
     """The MLP refiner (float32 model) on ``params``; returns a :class:`RefineResult` in float64."""
-    import ihmr
-    from ihmr.refine.mlp import MLPRefineConfig, load_refiner, refine_mlp
 
-    hands32 = ihmr.TwoHands(args.model, dtype=torch.float32)
+    hands32 = TwoHands(args.model, dtype=torch.float32)
     refiner = refiner or load_refiner(args.refiner, hands32)
     cfg = MLPRefineConfig(factors=config_from_args(args).factors, verify=not args.no_verify, collision=args.verify_collision)
     res = refine_mlp(hands32, params, j3d, j2d, refiner, config=cfg, batch_size=args.mlp_batch, progress=False)
@@ -169,8 +162,6 @@ def _run_mlp(args: argparse.Namespace, params: dict, j3d: torch.Tensor, j2d: tor
 
 def _run(hands, data, idx, cfg, batch):
     """Refine the samples ``idx`` of a synthetic set; returns (params, seconds)."""
-    from ihmr.refine import refine_opt
-
     p = {k: v[idx] for k, v in data.pred.items()}
     res = refine_opt(hands, p, data.j3d[idx], data.j2d[idx], data.cam[idx], cfg, batch_size=batch, progress=False)
     return res, p
@@ -196,20 +187,13 @@ def _print_table(title: str, rows: list[dict]) -> None:
 
 
 def _cmd_bench_refine(args: argparse.Namespace) -> int:
-    from ihmr.data.synthetic import make_synthetic
-    from ihmr.joint_order import to_two_hand
-    from ihmr.metrics import closely_interacting_mask
-
     hands = _hands(args.model)
     base_cfg = config_from_args(args)
     tables = set(_factor_list(args.tables) or ())
     t0 = time.perf_counter()
-    from ihmr.data.synthetic import load_npz, save_npz
 
     data = load_npz(args.data) if args.data and Path(args.data).is_file() else None
     if data is not None and (len(data) != args.n or data.meta.get("seed") != args.seed or data.meta.get("sigma_mm") != args.sigma):
-        from ihmr.errors import InputError
-
         raise InputError(f"{args.data} holds {len(data)} pairs (seed {data.meta.get('seed')}, sigma {data.meta.get('sigma_mm')}), "
                          f"not --n {args.n} --seed {args.seed} --sigma {args.sigma}")
     if data is None:
@@ -220,7 +204,6 @@ def _cmd_bench_refine(args: argparse.Namespace) -> int:
     gt = to_two_hand(data.gt_j3d, "mano")
     close = closely_interacting_mask(gt.numpy())
     close_idx = torch.as_tensor(np.flatnonzero(close))
-    base = evaluate_params(hands, data.pred, gt)
     report: dict = {"n": args.n, "n_close": int(close.sum()), "seed": args.seed, "sigma_mm": args.sigma, "tables": {}}
 
     def run_rows(idx, variants, mask_all=None):
@@ -241,8 +224,6 @@ def _cmd_bench_refine(args: argparse.Namespace) -> int:
     if "1" in tables:
         rows = run_rows(close_idx, [("IHMR-OPT (exact collision, ours)", base_cfg)])
         if str(args.refiner) != "none":
-            from ihmr.refine.mlp import load_refiner
-
             refiner = load_refiner(args.refiner, hands)
             sub_gt = gt[close_idx]
             before = evaluate_params(hands, {k: v[close_idx] for k, v in data.pred.items()}, sub_gt)
@@ -301,8 +282,6 @@ def _cmd_bench_refine(args: argparse.Namespace) -> int:
                   f"| {r['ave_p_mm_before']:.3f} -> {r['ave_p_mm']:.3f} | {r['samples_per_s']:.2f} |")
         report["tables"]["A4"] = rows
     if args.json:
-        from ihmr.viz.export import atomic_write
-
         with atomic_write(args.json, "w") as fh:
             json.dump(report, fh, indent=2)
         print(f"\nwrote {args.json}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from ihmr.data.synth_render import SynthConfig, generate
+
 __all__ = ["add_synth_parser"]
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from ihmr.data.synth_render import SynthConfig, generate
-
     manifest = generate(SynthConfig(
         out=args.out, n=args.n, seed=args.seed, size=args.size, workers=args.workers, split=args.split,
         resume=args.resume, model=args.model, quality=args.quality, progress=not args.quiet,

@@ -11,10 +11,20 @@ import argparse
 import csv
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from ihmr.data.synthetic import load_npz, make_synthetic, save_npz
+from ihmr.distributed import init_from_env, is_main, shutdown
+from ihmr.errors import InputError
+from ihmr.handmodel import TwoHands
+from ihmr.io.files import atomic_write
+from ihmr.joint_order import to_two_hand
+from ihmr.metrics import closely_interacting_mask
+from ihmr.refine import refine_opt
+from ihmr.refine.mlp_train import TrainMLPConfig, train_mlp_refiner
+from ihmr.stage1.train import TrainStage1Config, train_stage1
 
 __all__ = ["add_train_parser", "training_pairs"]
 
@@ -82,10 +92,6 @@ def _add_stage1_parser(tsub) -> None:
 
 
 def _cmd_train_stage1(args: argparse.Namespace) -> int:
-    from ihmr.distributed import is_main, shutdown
-    from ihmr.errors import InputError
-    from ihmr.stage1.train import TrainStage1Config, train_stage1
-
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
@@ -111,10 +117,6 @@ def _cmd_train_stage1(args: argparse.Namespace) -> int:
 
 def training_pairs(hands64, path, n: int, seed: int, progress: bool = True):
     """Closely interacting training pairs: from ``path`` or generated (close contact kinds only)."""
-    from ihmr.data.synthetic import load_npz, make_synthetic
-    from ihmr.joint_order import to_two_hand
-    from ihmr.metrics import closely_interacting_mask
-
     if path is not None:
         data = load_npz(path)
     else:
@@ -125,38 +127,29 @@ def training_pairs(hands64, path, n: int, seed: int, progress: bool = True):
 
 
 def _cmd_train_mlp(args: argparse.Namespace) -> int:
-    import ihmr
-    from ihmr.distributed import init_from_env, shutdown
-    from ihmr.refine.mlp_train import TrainMLPConfig, train_mlp_refiner
 
     rank, world = init_from_env()
     try:
         t0 = time.perf_counter()
-        hands64 = ihmr.TwoHands(args.model, dtype=torch.float64)
+        hands64 = TwoHands(args.model, dtype=torch.float64)
         full, data = training_pairs(hands64, args.data, args.n, args.data_seed, progress=rank == 0)
         if args.save_data and rank == 0 and args.data is None:
-            from ihmr.data.synthetic import save_npz
-
             save_npz(args.save_data, full)
         labels = None
         if args.labels == "opt":
-            from ihmr.refine import refine_opt
-
             res = refine_opt(hands64, data.pred, data.j3d, data.j2d, data.cam, progress=rank == 0)
             labels = res.params
         if rank == 0:
             print(f"{len(data)} closely interacting training pairs of {len(full)} ({time.perf_counter() - t0:.1f} s); {world} process(es)")
         cfg = TrainMLPConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, sigma_mm=args.sigma, seed=args.seed)
         rows: list[dict] = []
-        hands = ihmr.TwoHands(args.model, dtype=torch.float32)
+        hands = TwoHands(args.model, dtype=torch.float32)
         refiner, history = train_mlp_refiner(hands, data, cfg, labels=labels, progress=rank == 0, log=rows.append)
         if rank == 0:
             refiner.config.info["labels"] = args.labels
             refiner.config.info["train_seconds"] = round(time.perf_counter() - t0, 1)
             refiner.save(args.out)
             if args.log:
-                from ihmr.viz.export import atomic_write
-
                 keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("factor", "epoch", "step"), k))
                 with atomic_write(args.log, "w") as fh:
                     w = csv.DictWriter(fh, fieldnames=keys)

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ihmr.collision.exact import boxes_overlap
 from ihmr.errors import InputError
 from ihmr.geometry.mesh import vertex_normals
+from ihmr.joint_order import MANO21_PARENTS
 
 __all__ = ["SphereProxy", "build_sphere_proxy", "sphere_penetration", "proxy_collision"]
 
@@ -93,8 +95,6 @@ def _inscribed_radii(v: np.ndarray, faces: np.ndarray, ids: np.ndarray) -> np.nd
 
 def _hand_size(joints: Tensor) -> Tensor:
     """Summed bone lengths ``(...)`` of ``(..., 21, 3)`` MANO-order joints (m)."""
-    from ihmr.joint_order import MANO21_PARENTS
-
     parents = torch.as_tensor(MANO21_PARENTS[1:], device=joints.device)
     return (joints[..., 1:, :] - joints[..., parents, :]).norm(dim=-1).sum(-1)
 
@@ -179,8 +179,6 @@ def proxy_collision(
     pairs whose bounding boxes do not overlap are skipped. With ``return_parts`` also the error per
     hand ``(B, 2)`` (of hand ``h``'s vertices inside hand ``1 - h``) and the push directions
     ``(B, 2, 3)`` of :func:`sphere_penetration`."""
-    from ihmr.collision.exact import boxes_overlap
-
     B = vertices.shape[0]
     per_hand = vertices.new_zeros(B, 2) + 0.0 * vertices.sum(dim=(2, 3))
     push = vertices.new_zeros(B, 2, 3)

@@ -57,8 +57,13 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ihmr.data.synthetic import CONTACTS, make_synthetic
 from ihmr.errors import InputError
-from ihmr.geometry.rotations import rotation_z
+from ihmr.geometry.rotations import axis_angle_to_matrix, rotation_z
+from ihmr.handmodel.two_hands import TwoHands
+from ihmr.io.files import atomic_write
+from ihmr.joint_order import from_two_hand
+from ihmr.viz.render import _CV_TO_GL, _pyrender, look_at
 
 __all__ = [
     "SynthConfig",
@@ -209,7 +214,6 @@ def pose_chunk(seed: int, chunk: int, size: int, hands) -> dict[str, np.ndarray]
     wrist ``J0(beta)`` of the unposed hand. Single-threaded torch, so bitwise reproducible."""
     import torch
 
-    from ihmr.data.synthetic import CONTACTS, make_synthetic
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -246,8 +250,6 @@ def _camera(rng: np.random.Generator, verts_m: np.ndarray, target_m: np.ndarray,
 
     ``away``: a unit direction (the forearms' mean) the camera should look along rather than against,
     as when the arms come from a body facing the camera."""
-    from ihmr.viz.render import look_at
-
     S = float(size)
     fov = math.radians(rng.uniform(25.0, 55.0))
     fx = 0.5 * S / math.tan(0.5 * fov)
@@ -451,7 +453,6 @@ def _forearms(rng: np.random.Generator, V: np.ndarray, J: np.ndarray, ring: np.n
     ``ring``: indices of the vertices around the wrist opening."""
     import torch
 
-    from ihmr.geometry.rotations import axis_angle_to_matrix
 
     arms: list[dict] = []
     for h in range(2):
@@ -555,8 +556,6 @@ class SampleRenderer:
     def __init__(self, size: int = 256, model: str = "open", quality: int = 92) -> None:
         import torch
 
-        from ihmr.handmodel.two_hands import TwoHands
-        from ihmr.viz.render import _pyrender
 
         self.pyrender = _pyrender()  # loads torch's triton before Mesa (see ihmr.viz.render)
         self.size = int(size)
@@ -612,7 +611,6 @@ class SampleRenderer:
         import trimesh
         from PIL import Image, ImageFilter
 
-        from ihmr.viz.render import _CV_TO_GL
 
         pyrender = self.pyrender
         S = self.size
@@ -722,8 +720,6 @@ class SampleRenderer:
                               extra=dict(world_to_cam=E, vertices_world_m=Vw, forearms=len(arms)))
 
     def _record(self, idx, gt, Jw, origin_m, R, eye, focal, princpt, tone) -> dict:
-        from ihmr.joint_order import from_two_hand
-
         S = self.size
         world_mm = from_two_hand(Jw * 1000.0, "interhand")  # (42, 3)
         Xc = (world_mm - eye * 1000.0) @ R.T
@@ -787,16 +783,12 @@ _FILE_MODE = _umask_mode()
 
 
 def _write_text(path: Path, text: str) -> None:
-    from ihmr.viz.export import atomic_write
-
     with atomic_write(path, "w") as fh:
         fh.write(text)
     os.chmod(path, _FILE_MODE)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    from ihmr.viz.export import atomic_write
-
     with atomic_write(path) as fh:
         fh.write(data)
     os.chmod(path, _FILE_MODE)
@@ -854,7 +846,6 @@ def _assemble(paths: dict[str, Path], n: int) -> None:
     import shutil
     import tempfile
 
-    from ihmr.viz.export import atomic_write
 
     parts = paths["parts"]
     sections = ("images", "annotations", *_CAMERA_KEYS, "joint_3d", "mano", "ihmr")

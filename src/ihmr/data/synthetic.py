@@ -38,7 +38,10 @@ from ihmr.geometry.camera import project_weak_perspective
 from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ihmr.handmodel.limits import JointLimits
 from ihmr.handmodel.two_hands import TwoHands
+from ihmr.io.files import atomic_write
+from ihmr.io.npz import read_refine_input
 from ihmr.joint_order import from_two_hand
+from ihmr.metrics import closely_interacting_mask, penetration_depths
 
 __all__ = [
     "CONTACTS",
@@ -174,8 +177,6 @@ def _placements(kind: Tensor, g: torch.Generator, dt: torch.dtype):
 
 def _first_contact(hands: TwoHands, beta, phi, theta, start, sep, lo=-0.04, hi=0.14, steps=12) -> Tensor:
     """Bisection per sample on ``t`` so the pair at ``tau = start + t sep`` just touches."""
-    from ihmr.metrics import penetration_depths
-
     t_lo = torch.full((start.shape[0],), lo, dtype=start.dtype)
     t_hi = torch.full_like(t_lo, hi)
     for _ in range(steps):
@@ -208,7 +209,6 @@ def make_synthetic(
     g = torch.Generator().manual_seed(seed)
     lim_r = JointLimits(hands.right.data, dtype=dt)
     lim_l = JointLimits(hands.left.data, dtype=dt)
-    from ihmr.metrics import closely_interacting_mask, penetration_depths
 
     keep: dict[str, list[Tensor]] = {k: [] for k in ("beta", "phi", "theta", "tau", "kind", "sep")}
     have, rounds = 0, 0
@@ -304,8 +304,6 @@ def resimulate(hands: TwoHands, data: SyntheticSet, sigma_mm: float, seed: int) 
 
 def save_npz(path: str | Path, data: SyntheticSet) -> Path:
     """Write the documented ``.npz`` format (see :data:`NPZ_KEYS`) atomically."""
-    from ihmr.viz.export import atomic_write
-
     arrays = {k: v.numpy() for k, v in data.pred.items()}
     arrays.update({f"gt_{k}": v.numpy() for k, v in data.gt.items()})
     arrays.update(cam=data.cam.numpy(), j3d=data.j3d.numpy(), j2d=data.j2d.numpy(), gt_j3d=data.gt_j3d.numpy(),
@@ -319,9 +317,7 @@ def save_npz(path: str | Path, data: SyntheticSet) -> Path:
 
 
 def load_npz(path: str | Path) -> SyntheticSet:
-    """Read a synthetic benchmark ``.npz`` (validated by :func:`ihmr.refine.io.read_refine_input`)."""
-    from ihmr.refine.io import read_refine_input
-
+    """Read a synthetic benchmark ``.npz`` (validated by :func:`ihmr.io.npz.read_refine_input`)."""
     d = read_refine_input(path, require_gt=True)
     n = d["beta"].shape[0]
     t = lambda k: torch.as_tensor(d[k])  # noqa: E731

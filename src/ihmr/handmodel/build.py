@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ihmr.geometry.mesh import boundary_loops, cap_holes
+from ihmr.geometry.rotations import swing_rotation
+
 __all__ = ["build_open_hand", "main", "ASSET_PATH", "WRIST_REST", "TARGET_HAND_LENGTH"]
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
@@ -202,7 +205,6 @@ def _flatten(verts, heads, weights, model, tip_ids):
     """Flatten a batch of anny rest hands; returns flat vertices ``(S, V, 3)`` and joints ``(S, 16, 3)``."""
     import torch
 
-    from ihmr.geometry.rotations import swing_rotation
 
     labels = list(model.bone_labels)
     J = heads[:, [labels.index(b) for b in MANO_JOINT_BONES]]  # (S, 16, 3)
@@ -331,7 +333,6 @@ def build_open_hand(n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: boo
     log(f"[build] mean anny hand length {float(length.mean()) * 1000:.1f} mm, scaled by {scale:.4f}")
     # Forearm stub (as MANO has): extrude the open wrist loop proximally, so the wrist joint lies
     # inside the closed surface.
-    from ihmr.geometry.mesh import boundary_loops, cap_holes
 
     loops = boundary_loops(faces_open)
     if len(loops) != 1:

@@ -19,6 +19,8 @@ from typing import Literal, Optional
 
 import numpy as np
 
+from ihmr.errors import ModelFileError
+
 Side = Literal["right", "left"]
 
 NUM_JOINTS = 16
@@ -79,8 +81,6 @@ class HandModelData:
 
     def validate(self) -> "HandModelData":
         """Check shapes and values; raise :class:`ihmr.errors.ModelFileError` naming the problem."""
-        from ihmr.errors import ModelFileError
-
         V = self.v_template.shape[0] if self.v_template.ndim == 2 else -1
 
         def need(cond: bool, what: str) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ihmr.errors import InputError
-from ihmr.handmodel.data import HandModelData, NUM_JOINTS
+from ihmr.handmodel.data import NUM_JOINTS, HandModelData
 from ihmr.handmodel.lbs import lbs
 
 __all__ = ["HandOutput", "HandLayer", "check_param"]

@@ -46,6 +46,7 @@ import numpy as np
 
 from ihmr.errors import InputError, ModelFileError, UnsafePickleError
 from ihmr.geometry.mesh import cap_holes, signed_volume
+from ihmr.geometry.rotations import axis_angle_to_matrix
 from ihmr.handmodel.data import NUM_JOINTS, HandModelData
 
 __all__ = [
@@ -253,7 +254,6 @@ def _posed_joints(J: np.ndarray, parents: np.ndarray, pose: np.ndarray) -> np.nd
     """Forward kinematics of the joints only: ``J (16, 3)``, ``pose (16, 3)`` -> ``(16, 3)``."""
     import torch
 
-    from ihmr.geometry.rotations import axis_angle_to_matrix
 
     R = axis_angle_to_matrix(torch.as_tensor(pose, dtype=torch.float64)).numpy()
     G_R, G_t = [None] * len(J), [None] * len(J)

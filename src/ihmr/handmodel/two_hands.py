@@ -11,6 +11,8 @@ from torch import Tensor, nn
 
 from ihmr.errors import InputError
 from ihmr.handmodel.layer import HandLayer, check_param
+from ihmr.handmodel.mano_pkl import load_mano_dir, load_mano_pkl
+from ihmr.handmodel.open_model import load_open_model
 
 __all__ = ["TwoHandsOutput", "TwoHands", "load_hand_model", "load_hand_data"]
 
@@ -19,8 +21,6 @@ ModelSource = Union[str, Path]
 
 def load_hand_data(source: ModelSource = "open", side: str = "right"):
     """Arrays of one hand model: ``"open"`` (packaged, CC0), a MANO folder, or a MANO ``.pkl``."""
-    from ihmr.handmodel.open_model import load_open_model
-
     if side not in ("right", "left"):
         raise InputError(f"side must be 'right' or 'left', got {side!r}")
     if isinstance(source, str) and source == "open":
@@ -28,7 +28,6 @@ def load_hand_data(source: ModelSource = "open", side: str = "right"):
     p = Path(source)
     if p.suffix == ".npz":
         return load_open_model(side, path=p)
-    from ihmr.handmodel.mano_pkl import load_mano_dir, load_mano_pkl
 
     if p.suffix == ".pkl":
         return load_mano_pkl(p, side=side)

@@ -10,6 +10,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from ihmr.io.files import atomic_write
 from ihmr.metrics.errors import PoseError, i_mpjpe, i_mpvpe, mpjpe, mpvpe
 from ihmr.metrics.penetration import PenetrationStats, penetration_stats
 
@@ -90,8 +91,6 @@ class MetricsTable:
 
     def save(self, stem: str | Path) -> tuple[Path, Path]:
         """Write ``stem.md`` and ``stem.json`` atomically; returns both paths."""
-        from ihmr.viz.export import atomic_write
-
         stem = Path(stem)
         md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
         with atomic_write(md, "w") as fh:

@@ -16,7 +16,7 @@ precomputed hand meshes instead of re-running skinning.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import torch

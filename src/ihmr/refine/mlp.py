@@ -37,12 +37,13 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from ihmr.collision.exact import penetration_depths
 from ihmr.collision.spheres import SphereProxy, build_sphere_proxy, proxy_collision
-from ihmr.checkpoints import load_matching_state, read_checkpoint, write_checkpoint
 from ihmr.errors import InputError
-from ihmr.handmodel.two_hands import TwoHands
-from ihmr.joint_order import to_two_hand
 from ihmr.geometry.rotations import axis_angle_to_matrix
+from ihmr.handmodel.two_hands import TwoHands
+from ihmr.io.checkpoints import load_matching_state, read_checkpoint, write_checkpoint
+from ihmr.joint_order import to_two_hand
 from ihmr.refine.factorized import FACTORS, RefineResult
 from ihmr.refine.objective import joint_error
 
@@ -298,8 +299,6 @@ def evaluate_state(hands: TwoHands, proxy: SphereProxy, params: dict[str, Tensor
         v, j = posed
     e_col, col_hand, push = proxy_collision(v, j, hands.faces, proxy, return_parts=True)
     if collision == "exact":
-        from ihmr.collision.exact import penetration_depths
-
         e_col = penetration_depths(v.detach(), hands.faces, check=False).sum(dim=(1, 2))
     return PairState(params, v, j, e_col, col_hand, push, joint_error(j, j3d))
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ihmr import losses as L
 from ihmr.collision.spheres import proxy_collision
 from ihmr.data.synthetic import SyntheticSet, resimulate
 from ihmr.distributed import rank_world
@@ -101,8 +102,6 @@ def training_loss(
     """Eq. 3-5 (the stage-I loss terms of :mod:`ihmr.stage1.losses`) plus collision for a batch of
     candidates; lengths in centimetres so the 3D terms weigh like the others. Returns the weighted
     sum and the unweighted terms as floats."""
-    from ihmr.stage1 import losses as L
-
     cm = 100.0
     terms = {
         "pose": L.pose_loss(cand["phi"], cand["theta"], label["phi"], label["theta"]),

@@ -19,8 +19,9 @@ from typing import Any, Optional
 
 import torch
 
-from ihmr.checkpoints import load_matching_state, read_checkpoint, write_checkpoint
 from ihmr.errors import InputError
+from ihmr.io.checkpoints import load_matching_state, read_checkpoint, write_checkpoint
+from ihmr.stage1.network import Stage1Net
 
 __all__ = ["Stage1Arch", "save_stage1", "load_stage1", "read_stage1_checkpoint"]
 
@@ -48,8 +49,6 @@ class Stage1Arch:
 
     def build(self, hand_model=None):
         """A fresh :class:`Stage1Net` with this architecture (no pretrained weights)."""
-        from ihmr.stage1.network import Stage1Net
-
         return Stage1Net(
             backbone=self.backbone, feature_dim=self.feature_dim, num_iters=self.num_iters,
             init_cam_scale=self.init_cam_scale, heatmap_size=self.heatmap_size, depth_bins=self.depth_bins,

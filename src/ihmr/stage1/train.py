@@ -35,7 +35,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -43,10 +43,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ihmr.data.interhand import InterHandDataset, find_split_files, load_interhand
+from ihmr.data.synth_render import read_ihmr_params
+from ihmr.distributed import init_from_env
 from ihmr.errors import InputError
+from ihmr.geometry.crop import normalise_image, pixels_to_normalised
+from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ihmr.handmodel import TwoHands
+from ihmr.io.files import atomic_write
+from ihmr.metrics import i_mpjpe, mpjpe
 from ihmr.stage1.augment import AugmentConfig, augment_sample
 from ihmr.stage1.checkpoint import Stage1Arch, read_stage1_checkpoint, save_stage1
 from ihmr.stage1.losses import LOSS_WEIGHTS, Stage1Loss, Stage1Targets
+from ihmr.stage1.network import load_resnet_weights
 
 __all__ = [
     "TrainStage1Config",
@@ -124,8 +133,6 @@ class TrainStage1Config:
 def find_split(data: str | Path, split: str):
     """The :class:`~ihmr.data.interhand.InterHandFiles` of a split (layouts: see
     :func:`ihmr.data.interhand.find_split_files`)."""
-    from ihmr.data.interhand import find_split_files
-
     root = Path(data)
     if not root.is_dir():
         raise InputError(f"data folder {str(root)!r} does not exist")
@@ -141,11 +148,8 @@ def param_labels(ann, ann_dir: Path, hands, mode: str = "auto") -> tuple[Optiona
     file gives ``pose = phi + (theta - hands_mean)`` and ``shape`` (``tau`` then comes from the 3D joints);
     in ``auto`` mode it is used only with a MANO hand model (its parameters are MANO's).
     """
-    N = len(ann)
     path = ann_dir / "ihmr_params.json"
     if mode in ("auto", "ihmr") and path.is_file():
-        from ihmr.data.synth_render import read_ihmr_params
-
         rec = read_ihmr_params(path, ann.capture, ann.frame_idx)
         beta, phi, theta, tau, models = rec.beta, rec.phi, rec.theta, rec.tau, rec.models
         valid = np.repeat(rec.valid[:, None], 2, axis=1)
@@ -174,8 +178,6 @@ def param_labels(ann, ann_dir: Path, hands, mode: str = "auto") -> tuple[Optiona
 
 
 def _to_camera(ann, lab: dict) -> dict:
-    from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-
     R = torch.as_tensor(ann.R, dtype=torch.float64)  # (N, 3, 3) world -> camera
     phi = torch.as_tensor(lab["phi"], dtype=torch.float64)
     lab["phi"] = matrix_to_axis_angle(R[:, None] @ axis_angle_to_matrix(phi)).numpy()
@@ -203,8 +205,6 @@ class Stage1TrainData(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, k: int) -> dict[str, Tensor]:
-        from ihmr.data.interhand import normalise_image, pixels_to_normalised
-
         i = int(self.indices[k])
         item = self.base[i]
         S = self.base.size
@@ -312,7 +312,6 @@ def _truncate_csv(path: Path, key: str, last: int) -> None:
         cols = list(rows[0].keys()) if rows else None
     if cols is None:
         return
-    from ihmr.viz.export import atomic_write
 
     with atomic_write(path, "w") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
@@ -327,7 +326,6 @@ def plot_curve(run_dir: Path) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ihmr.viz.export import atomic_write
 
     tl, vl = run_dir / "train_log.csv", run_dir / "val_log.csv"
     if not tl.is_file():
@@ -379,8 +377,6 @@ def plot_curve(run_dir: Path) -> Optional[Path]:
 @torch.no_grad()
 def validate(net, loader, loss_fn, device) -> dict[str, float]:
     """MPJPE / I-MPJPE (mm) of the parameter-head joints and of the joint head on ``loader``."""
-    from ihmr.metrics import i_mpjpe, mpjpe
-
     was = net.training
     net.eval()
     P, H, G, V, losses, n = [], [], [], [], [], 0
@@ -448,7 +444,6 @@ def _build_data(cfg: TrainStage1Config, hands, rank: int):
     """Train / validation :class:`Stage1TrainData` and a description."""
     import warnings
 
-    from ihmr.data.interhand import InterHandDataset, load_interhand
 
     def load(split: str):
         files = find_split(cfg.data, split)
@@ -485,8 +480,6 @@ def _build_data(cfg: TrainStage1Config, hands, rank: int):
 def train_stage1(cfg: TrainStage1Config) -> dict:
     """Train (or resume) a stage-I network; returns a summary dict. Joins the torchrun process group
     when launched by torchrun (the caller shuts it down)."""
-    import ihmr
-    from ihmr.distributed import init_from_env, rank_world
 
     cfg.check()
     out = Path(cfg.out)
@@ -522,7 +515,7 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    hands = ihmr.TwoHands(cfg.model)
+    hands = TwoHands(cfg.model)
     train_set, val_set, desc = _build_data(cfg, hands, rank)
     sampler = ResumableShardSampler(len(train_set), rank, world, bpr, cfg.seed)
     steps_per_epoch = sampler.batches_per_epoch()
@@ -537,8 +530,6 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
             raise InputError(f"--resume: last.pt is {arch.backbone} at {arch.input_size} px, asked for {cfg.backbone} at {cfg.input_size} px")
     net = arch.build(hand_model=hands)
     if cfg.pretrained and blob is None:
-        from ihmr.stage1.network import load_resnet_weights
-
         load_resnet_weights(net.encoder.resnet, cfg.pretrained, cfg.backbone)
     if blob is not None:
         try:
@@ -598,7 +589,6 @@ def train_stage1(cfg: TrainStage1Config) -> dict:
             tb = SummaryWriter(str(out / "tb"), purge_step=step if blob is not None else None)
         except Exception:  # noqa: BLE001 - tensorboard is optional
             _notice("TensorBoard logging skipped (the tensorboard package is not installed)", rank)
-        from ihmr.viz.export import atomic_write
 
         with atomic_write(out / "config.json", "w") as fh:
             json.dump(dict(asdict(cfg), world=world, steps_per_epoch=steps_per_epoch, data_summary=desc, device=str(device)), fh, indent=1)

@@ -1,5 +1,5 @@
 """Visualisation: mesh export (OBJ / PLY / GLB) and a small offscreen renderer."""
 
-from ihmr.viz.export import HAND_COLORS, atomic_write, export_hand, export_hands
+from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
 
-__all__ = ["HAND_COLORS", "atomic_write", "export_hand", "export_hands"]
+__all__ = ["HAND_COLORS", "export_hand", "export_hands"]

@@ -17,19 +17,18 @@ Every file is written to a temporary file in the target folder and moved into pl
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import trimesh
 
 from ihmr.errors import InputError
+from ihmr.io.files import atomic_write
 
-__all__ = ["HAND_COLORS", "MESH_FORMATS", "atomic_write", "export_hand", "export_hand_obj", "export_hands"]
+__all__ = ["HAND_COLORS", "MESH_FORMATS", "export_hand", "export_hand_obj", "export_hands"]
 
 #: Default RGBA colours (uint8): index 0 = right hand (warm skin orange), 1 = left hand (blue).
 HAND_COLORS = np.array([[235, 150, 100, 255], [90, 140, 230, 255]], dtype=np.uint8)
@@ -37,31 +36,6 @@ HAND_COLORS = np.array([[235, 150, 100, 255], [90, 140, 230, 255]], dtype=np.uin
 MESH_FORMATS = {".obj": "obj", ".ply": "ply", ".glb": "glb"}
 _SUFFIXES = MESH_FORMATS  # backwards-compatible alias
 
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
-
-    Args:
-        path: the final file; missing parent folders are created.
-        mode: ``"wb"`` (bytes) or ``"w"`` (text, UTF-8).
-
-    The data is flushed and fsync'ed before :func:`os.replace`. An exception inside the ``with``
-    block (or an interrupted write) removes the temporary file and leaves ``path`` untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _numpy(x: Any) -> np.ndarray:

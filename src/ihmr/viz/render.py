@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ihmr.errors import IhmrError, InputError
+from ihmr.geometry.rotations import axis_angle_to_matrix
 
 __all__ = ["MeshSpec", "render_meshes", "look_at", "orbit_views", "render_views", "tile"]
 
@@ -151,7 +152,6 @@ def render_meshes(
 def _rotation(axis_angle) -> np.ndarray:
     import torch
 
-    from ihmr.geometry.rotations import axis_angle_to_matrix
 
     return axis_angle_to_matrix(torch.tensor(axis_angle, dtype=torch.float64)).numpy()
 

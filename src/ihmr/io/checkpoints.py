@@ -13,14 +13,13 @@ import torch
 from torch import nn
 
 from ihmr.errors import InputError
+from ihmr.io.files import atomic_write
 
 __all__ = ["write_checkpoint", "read_checkpoint", "load_matching_state"]
 
 
 def write_checkpoint(path, blob: dict[str, Any]) -> Path:
     """``torch.save(blob)`` to ``path`` atomically."""
-    from ihmr.viz.export import atomic_write
-
     path = Path(path)
     with atomic_write(path, "wb") as fh:
         torch.save(blob, fh)

@@ -33,7 +33,17 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from ihmr.data.interhand import SUBSETS, InterHandDataset, find_split_files, load_interhand
+from ihmr.data.synth_render import read_ihmr_params
+from ihmr.distributed import rank_world
 from ihmr.errors import InputError
+from ihmr.handmodel import TwoHands
+from ihmr.io.files import atomic_write
+from ihmr.metrics import PenetrationStats, PoseError, SampleMetrics, metrics_table
+from ihmr.metrics import evaluate as evaluate_metrics
+from ihmr.refine import RefineConfig, refine_opt
+from ihmr.refine.mlp import load_refiner, refine_mlp
+from ihmr.stage1.checkpoint import load_stage1
 
 __all__ = [
     "REFINERS",
@@ -75,8 +85,6 @@ class EvalConfig:
     cache_dir: Any = None
 
     def check(self) -> "EvalConfig":
-        from ihmr.data.interhand import SUBSETS
-
         bad = [r for r in self.refine if r not in REFINERS]
         if bad or not self.refine:
             raise InputError(f"--refine must be a comma-separated subset of {','.join(REFINERS)}, got {','.join(self.refine)!r}")
@@ -110,8 +118,6 @@ def resolve_split(data: str | Path, split: str = "test"):
     images in ``data/images/<split>/``) or a folder holding the ``*_data.json`` files directly (images
     in ``<folder>/../../images/<split>`` when that exists, else relative to the folder).
     """
-    from ihmr.data.interhand import find_split_files
-
     root = Path(data)
     if not root.is_dir():
         raise InputError(f"--data {root}: no such folder")
@@ -125,8 +131,6 @@ def load_gt_params(files, ann, model: str) -> Optional[dict[str, np.ndarray]]:
     Returns ``beta (N, 2, 10)``, ``phi (N, 2, 3)``, ``theta (N, 2, 45)``, ``tau (N, 3)``,
     ``origin (N, 3)`` metres (world = hand frame + origin, no rotation), or None.
     """
-    from ihmr.data.synth_render import read_ihmr_params
-
     path = Path(files.data).parent / "ihmr_params.json"
     if not path.is_file():
         return None
@@ -190,8 +194,6 @@ def _gt_meshes(hands, gt: dict[str, np.ndarray], R: np.ndarray, t: np.ndarray) -
 def _sample_metrics(hands, params: dict[str, np.ndarray], gt_j, valid, gt_v, batch: int = 64) -> dict[str, np.ndarray]:
     """Per-sample arrays of one method: ``{metric}`` (mm) and ``{metric}_count`` for the pose errors,
     ``ave_p`` / ``max_p`` (mm)."""
-    from ihmr.metrics import evaluate as evaluate_metrics
-
     res: dict[str, list] = {}
     N = params["beta"].shape[0]
     for s in range(0, N, batch):
@@ -211,8 +213,6 @@ def _sample_metrics(hands, params: dict[str, np.ndarray], gt_j, valid, gt_v, bat
 
 
 def _to_sample_metrics(d: dict[str, np.ndarray], prefix: str):
-    from ihmr.metrics import PenetrationStats, PoseError, SampleMetrics
-
     def pose(k):
         if f"{prefix}{k}" not in d:
             return None
@@ -228,7 +228,6 @@ def _to_sample_metrics(d: dict[str, np.ndarray], prefix: str):
 def _gather(obj: Any) -> list[Any]:
     import torch.distributed as dist
 
-    from ihmr.distributed import rank_world
 
     rank, world = rank_world()
     if world == 1:
@@ -244,21 +243,15 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
     Raises:
         InputError: bad options, a missing / corrupt checkpoint, unreadable data, no samples.
     """
-    import ihmr
-    from ihmr.data.interhand import InterHandDataset, load_interhand
-    from ihmr.distributed import rank_world
-    from ihmr.stage1.checkpoint import load_stage1
 
     cfg.check()
     rank, world = rank_world()
     main = rank == 0
     net, arch, ck_info = load_stage1(cfg.checkpoint)
-    hands64 = ihmr.TwoHands(arch.model, dtype=torch.float64)
+    hands64 = TwoHands(arch.model, dtype=torch.float64)
     refiner = None
     if "mlp" in cfg.refine:
-        from ihmr.refine.mlp import load_refiner
-
-        hands32 = ihmr.TwoHands(arch.model, dtype=torch.float32)
+        hands32 = TwoHands(arch.model, dtype=torch.float32)
         refiner = load_refiner(cfg.refiner, hands32)
     files = resolve_split(cfg.data, cfg.split)
     ann = load_interhand(files, cache_dir=cfg.cache_dir, warn=main)
@@ -301,14 +294,11 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
             if r == "opt":
                 from dataclasses import replace
 
-                from ihmr.refine import RefineConfig, refine_opt
 
                 rc = RefineConfig() if cfg.iterations is None else replace(RefineConfig(), iterations=cfg.iterations)
                 res = refine_opt(hands64, {k: t(k) for k in base}, t("j3d"), t("j2d"), t("cam"), rc,
                                  batch_size=cfg.refine_batch, progress=cfg.progress and main)
             elif r == "mlp":
-                from ihmr.refine.mlp import refine_mlp
-
                 feat = None
                 if refiner.config.feature_dim and refiner.config.feature_dim == pred["feature"].shape[1]:
                     feat = torch.as_tensor(pred["feature"], dtype=torch.float32)
@@ -343,7 +333,6 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
         slowest = max(g[1]["seconds"].get(r, 0.0) for g in gathered)
         speed[METHOD_NAMES[r]] = N / slowest if slowest > 0 else None
 
-    from ihmr.metrics import metrics_table
 
     results_m = {METHOD_NAMES[r]: _to_sample_metrics(per, f"{r}/") for r in methods}
     table = metrics_table(results_m, {SUBSET_NAMES[s]: masks[s] for s in cfg.subsets}, speed)
@@ -367,8 +356,6 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
 def write_report(report: EvalReport, out: str | Path) -> dict[str, str]:
     """Write ``table.md`` / ``table.json`` (the Table-1 shape plus an ``info`` block) and
     ``per_sample.npz`` into ``out``; returns the paths."""
-    from ihmr.viz.export import atomic_write
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md, js = report.table.save(out / "table")

@@ -1,0 +1,1 @@
+"""The paper's experiments: evaluation tables of stage I with the refiners (:mod:`.evaluation`)."""
