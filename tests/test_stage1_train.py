@@ -4,6 +4,7 @@ Tiny on purpose (2 shared CPU cores): 8 rendered 64x64 images made once per sess
 small joint head, a few steps per run.
 """
 
+import contextlib
 import csv
 import os
 import signal
@@ -16,6 +17,9 @@ import pytest
 import torch
 
 from ihmr.cli.main import main
+from ihmr.stage1.dataset import ResumableShardSampler, build_data
+from ihmr.stage1.train import TrainStage1Config, train_stage1
+from ihmr.stage1.weights import load_stage1, read_stage1_checkpoint
 
 SMALL = ["--input-size", "64", "--workers", "0", "--heatmap-size", "8", "--depth-bins", "8", "--deconv-channels", "32",
          "--feature-dim", "256", "--no-progress"]
@@ -42,6 +46,18 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+@contextlib.contextmanager
+def _deterministic_kernels():
+    """Deterministic kernels (with the one thread above): two runs compared bit for bit may not
+    depend on how a kernel splits its float sums."""
+    det, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(det, warn_only=warn)
+
+
 def _rows(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -66,26 +82,29 @@ def test_overfits_eight_images(synth8, tmp_path, capsys):
     assert {"pose", "shape", "tau", "j3d", "j2d", "head_j2d", "head_j3d", "hand_type"} <= {k for k, v in rows[0].items() if v}
     assert (run / "curve.png").stat().st_size > 1000 and (run / "config.json").is_file()
     assert list((run / "tb").glob("events.out.tfevents.*")), "TensorBoard events (tensorboard is in the lock)"
-    from ihmr.stage1.checkpoint import load_stage1, read_stage1_checkpoint
-
     net, arch, info = load_stage1(run / "last.pt")
     assert arch.backbone == "resnet18" and arch.input_size == 64 and arch.heatmap_size == 8
     tr = read_stage1_checkpoint(run / "last.pt")["train"]
     assert tr["epoch"] == 30 and tr["step"] == 30 and tr["batch_in_epoch"] == 0
-    assert "TensorBoard" in capsys.readouterr().err or (run / "tb").is_dir()
+    shown = capsys.readouterr()
+    assert "TensorBoard" in shown.err or (run / "tb").is_dir()
+    assert shown.out.startswith("ihmr train stage1: 8 training / 0 validation images (labels: ihmr_params.json), resnet18 at 64 px, "
+                                "1 process(es) on cpu, 1 steps per epoch\n"), shown.out[:300]
+    assert '"steps": 30' in shown.out  # the summary (JSON)
 
 
-def test_resume_continues_exactly(synth8, tmp_path):
+def test_resume_continues_exactly(synth8, tmp_path, capsys):
     """Stopped inside epoch 2 (step 4 of 6) and resumed == one uninterrupted run, bit for bit."""
     common = ["train", "stage1", "--data", str(synth8), "--batch", "2", "--epochs", "2", "--val-fraction", "0.25", *SMALL]
     full, part = tmp_path / "full", tmp_path / "part"
-    assert main([*common, "--out", str(full)]) == 0
-    assert main([*common, "--out", str(part), "--max-steps", "4"]) == 0
-    from ihmr.stage1.checkpoint import read_stage1_checkpoint
-
-    mid = read_stage1_checkpoint(part / "last.pt")["train"]
-    assert (mid["epoch"], mid["batch_in_epoch"], mid["step"]) == (1, 1, 4)  # 6 training images / 2 = 3 steps per epoch
-    assert main([*common, "--out", str(part), "--resume"]) == 0
+    with _deterministic_kernels():
+        assert main([*common, "--out", str(full)]) == 0
+        assert main([*common, "--out", str(part), "--max-steps", "4"]) == 0
+        mid = read_stage1_checkpoint(part / "last.pt")["train"]
+        assert (mid["epoch"], mid["batch_in_epoch"], mid["step"]) == (1, 1, 4)  # 6 training images / 2 = 3 steps per epoch
+        capsys.readouterr()
+        assert main([*common, "--out", str(part), "--resume"]) == 0
+    assert "epoch 2: val MPJPE params " in capsys.readouterr().out  # epoch 1 was validated before the stop
     a, b = read_stage1_checkpoint(full / "last.pt"), read_stage1_checkpoint(part / "last.pt")
     assert a["train"]["step"] == b["train"]["step"] == 6
     for k, v in a["state_dict"].items():
@@ -103,6 +122,10 @@ def test_resume_continues_exactly(synth8, tmp_path):
         for k in ("epoch", "step", "n", "mpjpe_params", "i_mpjpe_params", "mpjpe_head", "i_mpjpe_head"):
             assert ra[k] == rb[k], k
     assert float(va[-1]["mpjpe_params"]) > 0 and (full / "best.pt").is_file()
+    capsys.readouterr()
+    assert main([*common, "--out", str(part), "--resume"]) == 0  # nothing left to do: a notice, the run unchanged
+    assert "ihmr: --resume: last.pt already finished 2 of 2 epochs" in capsys.readouterr().err
+    np.testing.assert_array_equal(_losses(full), _losses(part))
 
 
 def test_torchrun_two_processes_follow_one(synth8, tmp_path):
@@ -154,11 +177,10 @@ def test_parameter_labels_pose_the_augmented_joints(synth8):
     """ihmr_params.json labels, rotated into the camera frame and augmented (flip, rotation), pose the
     hand model exactly onto the sample's 3D joints (so parameter and joint losses agree)."""
     import ihmr
-    from ihmr.stage1.train import TrainStage1Config, _build_data
 
     hands = ihmr.TwoHands("open")
     cfg = TrainStage1Config(data=str(synth8), out="unused", input_size=64, val_fraction=0.25)
-    train, val, desc = _build_data(cfg, hands, 0)
+    train, val, desc = build_data(cfg, hands, 0)
     assert desc == {"train": 6, "val": 2, "labels": "ihmr_params.json"}
     assert not set(train.indices.tolist()) & set(val.indices.tolist())
     images = []
@@ -175,9 +197,6 @@ def test_parameter_labels_pose_the_augmented_joints(synth8):
 
 
 def test_minutes_budget_stops_cleanly_with_a_checkpoint(synth8, tmp_path):
-    from ihmr.stage1.checkpoint import read_stage1_checkpoint
-    from ihmr.stage1.train import TrainStage1Config, train_stage1
-
     cfg = TrainStage1Config(data=str(synth8), out=str(tmp_path / "run"), input_size=64, batch=2, epochs=5, workers=0,
                             heatmap_size=8, depth_bins=8, deconv_channels=32, feature_dim=256, val_fraction=0,
                             minutes=0.0005, progress=False)  # 30 ms: over after the first step
@@ -185,3 +204,21 @@ def test_minutes_budget_stops_cleanly_with_a_checkpoint(synth8, tmp_path):
     assert s["stopped"] == "minutes" and 1 <= s["steps"] < 20
     tr = read_stage1_checkpoint(tmp_path / "run" / "last.pt")["train"]
     assert tr["step"] == s["steps"] and tr["epoch"] * 4 + tr["batch_in_epoch"] == s["steps"]
+
+
+def test_sampler_shards_are_the_one_process_batches():
+    """Rank r of N takes every N-th index of each global batch; the shards of N processes make up the
+    one-process batches, and a resumed epoch starts after the skipped batches."""
+    one = ResumableShardSampler(10, 0, 1, 4, seed=3)
+    one.epoch = 2
+    shards = []
+    for r in range(2):
+        s = ResumableShardSampler(10, r, 2, 2, seed=3)
+        s.epoch = 2
+        shards.append(list(s))
+    whole = list(one)
+    assert one.batches_per_epoch() == 2 and len(whole) == len(one) == 8
+    for j in range(2):
+        assert sorted(shards[0][2 * j:2 * j + 2] + shards[1][2 * j:2 * j + 2]) == sorted(whole[4 * j:4 * j + 4])
+    one.skip_batches = 1
+    assert list(one) == whole[4:] and len(one) == 4

@@ -7,7 +7,7 @@ still collide are used (the others are never changed at test time). The loss is 
 Eq. 3-5 against the labels (ground-truth parameters, or OPT results as pseudo labels where ground
 truth is missing) plus the collision loss, here on the sphere proxy.
 
-The loss terms are stage I's (:mod:`ihmr.stage1.losses`): rotation matrices, shape L1, tau and
+The loss terms are those stage I uses too (:mod:`ihmr.losses`): rotation matrices, shape L1, tau and
 3D joints in centimetres, 2D in normalised image units, plus the mean proxy depth per vertex in
 millimetres for collision. Weights default to Eq. 5's (10, 10, 10, 0.1, 10) and 10 for collision.
 
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
@@ -84,8 +85,6 @@ class TrainMLPConfig:
 
 
 def _average_gradients(params) -> None:
-    import torch.distributed as dist
-
     _, world = rank_world()
     if world == 1:
         return
@@ -99,7 +98,7 @@ def training_loss(
     hands: TwoHands, cand: dict[str, Tensor], vertices: Tensor, joints: Tensor, label: dict[str, Tensor],
     gt_joints: Tensor, cam: Tensor, proxy, weights: dict[str, float],
 ) -> tuple[Tensor, dict[str, float]]:
-    """Eq. 3-5 (the stage-I loss terms of :mod:`ihmr.stage1.losses`) plus collision for a batch of
+    """Eq. 3-5 (the loss terms shared with stage I, :mod:`ihmr.losses`) plus collision for a batch of
     candidates; lengths in centimetres so the 3D terms weigh like the others. Returns the weighted
     sum and the unweighted terms as floats."""
     cm = 100.0

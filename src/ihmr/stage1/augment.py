@@ -45,10 +45,7 @@ __all__ = [
     "color_jitter",
     "motion_blur",
     "augment_sample",
-    "rotation_z",
 ]
-
-_PARAM_KEYS = ("beta", "phi", "theta", "tau", "param_valid")
 
 
 @dataclass
