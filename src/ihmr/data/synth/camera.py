@@ -12,10 +12,10 @@ import numpy as np
 from ihmr.geometry.rotations import rotation_z
 from ihmr.viz.render import look_at
 
-__all__ = ["project", "random_camera"]
+__all__ = ["random_camera"]
 
 
-def project(points_m: np.ndarray, R: np.ndarray, eye_m: np.ndarray, f: np.ndarray, c: np.ndarray):
+def _project(points_m: np.ndarray, R: np.ndarray, eye_m: np.ndarray, f: np.ndarray, c: np.ndarray):
     """Pixels ``(N, 2)`` and depths ``(N,)`` (metres) of ``points_m (N, 3)`` seen by the camera at
     ``eye_m (3,)`` with rotation ``R (3, 3)`` (world to camera), focal ``f (2,)`` and principal point
     ``c (2,)`` (pixels)."""
@@ -51,7 +51,7 @@ def random_camera(rng: np.random.Generator, verts_m: np.ndarray, target_m: np.nd
         eye = look + dist * view_from
         E = look_at(eye, look, np.array([0.0, -1.0, 0.0]))
         R = rotation_z(roll) @ E[:3, :3]
-        uv, z = project(verts_m, R, eye, focal, princpt)
+        uv, z = _project(verts_m, R, eye, focal, princpt)
         if z.min() > 0.05 and uv.min() >= margin and uv.max() <= S - margin:
             return R, eye, focal, princpt
         dist *= 1.07

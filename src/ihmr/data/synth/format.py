@@ -59,11 +59,8 @@ __all__ = [
     "IhmrParams",
     "read_ihmr_params",
     "dumps",
-    "flt",
     "sample_record",
     "part_path",
-    "read_part",
-    "CAMERA_KEYS",
     "assemble",
 ]
 
@@ -150,7 +147,7 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
-def flt(x: Any, nd: Optional[int] = None) -> Any:
+def _flt(x: Any, nd: Optional[int] = None) -> Any:
     """Nested lists of Python floats (optionally rounded) from an array."""
     a = np.asarray(x, dtype=np.float64)
     if nd is not None:
@@ -189,7 +186,7 @@ def sample_record(
     for h, side in enumerate(("right", "left")):
         j0 = gt["rest_wrist"][h]
         pose = np.concatenate([gt["phi"][h], gt["theta"][h] - hands_mean[h]])
-        mano[side] = {"pose": flt(pose), "shape": flt(gt["beta"][h]), "trans": flt(Jw[h, 0] - j0)}
+        mano[side] = {"pose": _flt(pose), "shape": _flt(gt["beta"][h]), "trans": _flt(Jw[h, 0] - j0)}
     return {
         "idx": int(idx),
         "image": {
@@ -201,16 +198,16 @@ def sample_record(
             "hand_type": "interacting", "hand_type_valid": 1,
         },
         "camera": {
-            "campos": flt(eye * 1000.0, 6), "camrot": flt(R, 10), "focal": flt(focal, 6), "princpt": flt(princpt, 6),
+            "campos": _flt(eye * 1000.0, 6), "camrot": _flt(R, 10), "focal": _flt(focal, 6), "princpt": _flt(princpt, 6),
         },
         "joint_3d": {
-            "world_coord": flt(world_mm, 5), "joint_valid": [[True] for _ in range(42)],
+            "world_coord": _flt(world_mm, 5), "joint_valid": [[True] for _ in range(42)],
             "hand_type": "interacting", "hand_type_valid": True,
         },
         "mano": mano,
         "ihmr": {
-            "model": model_name, "beta": flt(gt["beta"]), "phi": flt(gt["phi"]), "theta": flt(gt["theta"]),
-            "tau": flt(gt["tau"]), "origin_mm": flt(origin_m * 1000.0), "contact": str(gt["contact"]),
+            "model": model_name, "beta": _flt(gt["beta"]), "phi": _flt(gt["phi"]), "theta": _flt(gt["theta"]),
+            "tau": _flt(gt["tau"]), "origin_mm": _flt(origin_m * 1000.0), "contact": str(gt["contact"]),
             "skin_tone": round(tone, 4),
         },
     }
@@ -221,7 +218,7 @@ def part_path(parts: Path, idx: int) -> Path:
     return parts / f"{idx:07d}.json"
 
 
-def read_part(parts: Path, idx: int) -> dict:
+def _read_part(parts: Path, idx: int) -> dict:
     """The record of sample ``idx`` (written by a finished sample).
 
     Raises:
@@ -238,24 +235,24 @@ def read_part(parts: Path, idx: int) -> dict:
 
 
 #: The per-camera fields of the camera file, in the order written.
-CAMERA_KEYS = ("campos", "camrot", "focal", "princpt")
+_CAMERA_KEYS = ("campos", "camrot", "focal", "princpt")
 
 
 def assemble(paths: dict[str, Path], n: int) -> None:
     """Write the five annotation files from the per-sample records, streaming (memory stays flat for
     any ``n``). The bytes equal ``json.dumps(whole, separators=(",", ":"))`` of the nested dicts."""
     parts = paths["parts"]
-    sections = ("images", "annotations", *CAMERA_KEYS, "joint_3d", "mano", "ihmr")
+    sections = ("images", "annotations", *_CAMERA_KEYS, "joint_3d", "mano", "ihmr")
     with tempfile.TemporaryDirectory(dir=parts, prefix=".assemble.") as tmp:
         fhs = {k: open(Path(tmp) / k, "w", encoding="utf-8") for k in sections}
         try:
             for idx in range(n):
-                rec = read_part(parts, idx)
+                rec = _read_part(parts, idx)
                 sep = "," if idx else ""
                 cid, fr = json.dumps(rec["image"]["camera"]), json.dumps(str(rec["image"]["frame_idx"]))
                 fhs["images"].write(sep + dumps(rec["image"]))
                 fhs["annotations"].write(sep + dumps(rec["annotation"]))
-                for k in CAMERA_KEYS:
+                for k in _CAMERA_KEYS:
                     fhs[k].write(f"{sep}{cid}:{dumps(rec['camera'][k])}")
                 fhs["joint_3d"].write(f"{sep}{fr}:{dumps(rec['joint_3d'])}")
                 fhs["mano"].write(f"{sep}{fr}:{dumps(rec['mano'])}")
@@ -277,7 +274,7 @@ def assemble(paths: dict[str, Path], n: int) -> None:
 
         write("data", ['{"images":[', "images", '],"annotations":[', "annotations", "]}"])
         cam = ["{" + cap + ":{"]
-        for i, k in enumerate(CAMERA_KEYS):
+        for i, k in enumerate(_CAMERA_KEYS):
             cam += [("," if i else "") + json.dumps(k) + ":{", k, "}"]
         write("camera", cam + ["}}"])
         for key in ("joint_3d", "mano", "ihmr"):
