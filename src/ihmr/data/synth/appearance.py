@@ -1,17 +1,29 @@
 """Appearance of an ``ihmr synth`` sample: skin colours (a light-to-dark palette, a slightly
-different tone per hand), procedural backgrounds (gradients, value noise, colour blobs, shapes) and
-light poses and tints. Colours in [0, 1], sRGB unless named linear; images ``(S, S, 3)`` uint8.
+different tone per hand), procedural backgrounds (gradients, value noise, colour blobs, shapes),
+light poses and tints, and the camera's look (exposure, blur, noise, JPEG). Colours in [0, 1], sRGB
+unless named linear; images ``(S, S, 3)`` uint8.
 
 Pillow (the ``render`` extra, optional) is imported inside the functions that draw."""
 
 from __future__ import annotations
 
 import colorsys
+import io
 import math
 
 import numpy as np
 
-__all__ = ["SKIN_SRGB", "srgb_to_linear", "skin", "value_noise", "random_color", "random_background", "light_pose", "tint"]
+__all__ = [
+    "SKIN_SRGB",
+    "srgb_to_linear",
+    "skin",
+    "value_noise",
+    "random_color",
+    "random_background",
+    "light_pose",
+    "tint",
+    "photograph",
+]
 
 #: Realistic skin tones (sRGB, light to dark), interpolated per sample.
 SKIN_SRGB = np.array([
@@ -136,3 +148,27 @@ def tint(rng: np.random.Generator, amount: float) -> np.ndarray:
     w = rng.normal(0.0, amount)
     c = np.array([1.0 + w, 1.0, 1.0 - w]) * (1 + rng.normal(0, amount / 3, 3))
     return np.clip(c / c.max(), 0.3, 1.0)
+
+
+def photograph(rng: np.random.Generator, rgba: np.ndarray, background: np.ndarray, quality: int) -> tuple[np.ndarray, bytes]:
+    """The rendered hands ``rgba (S, S, 4)`` uint8 (premultiplied alpha) over ``background (S, S, 3)``
+    uint8, with random exposure and brightness, sometimes blur and noise: the image ``(S, S, 3)``
+    uint8 and its JPEG bytes (``quality`` 1-100)."""
+    from PIL import Image, ImageFilter
+
+    S = rgba.shape[0]
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    # The MSAA resolve mixes the hands with the (black, transparent) clear colour: premultiplied.
+    img = rgba[..., :3].astype(np.float32) + (1.0 - alpha) * background.astype(np.float32)
+    img = img * rng.uniform(0.9, 1.1) + rng.uniform(-10, 10)  # exposure / brightness
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    pil = Image.fromarray(img)
+    if rng.random() < 0.3:
+        pil = pil.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.1)) * S / 256))
+    img = np.asarray(pil, dtype=np.float32)
+    if rng.random() < 0.5:
+        img = img + rng.normal(0.0, rng.uniform(1.0, 5.0), img.shape)
+    img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return img, buf.getvalue()

@@ -8,13 +8,12 @@ Sample ``idx`` of run ``seed`` depends only on ``(seed, idx)``: its pose on pose
 node poses so pyrender's draw order (and so every pixel where meshes intersect) does not depend on
 memory addresses.
 
-pyrender (via :func:`ihmr.viz.render.load_pyrender`) and Pillow, the optional ``render`` extra, are
-loaded only when a renderer is made or a sample drawn.
+pyrender (the optional ``render`` extra, via :func:`ihmr.viz.render.load_pyrender`) is loaded only
+when a renderer is made.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 import trimesh
 
-from ihmr.data.synth.appearance import light_pose, random_background, random_color, skin, srgb_to_linear, tint
+from ihmr.data.synth.appearance import light_pose, photograph, random_background, random_color, skin, srgb_to_linear, tint
 from ihmr.data.synth.camera import random_camera
 from ihmr.data.synth.forearms import arm_meshes, arm_sees_camera, random_forearms
 from ihmr.data.synth.format import POSE_CHUNK, sample_record
@@ -111,8 +110,6 @@ class SampleRenderer:
     def render(self, seed: int, idx: int, chunk: int = POSE_CHUNK, buffers: bool = False) -> RenderedSample:
         """Render sample ``idx`` of ``seed`` and build its annotation record (``buffers``: also the
         hands-only label and depth maps, one more render pass)."""
-        from PIL import Image, ImageFilter  # optional (the render extra)
-
         pyrender = self.pyrender
         S = self.size
         gt = self.gt(seed, idx, chunk)
@@ -184,14 +181,7 @@ class SampleRenderer:
                     mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*sleeve_lin, 1.0], metallicFactor=0.0, roughnessFactor=0.95)
                 add(av, af, mat)
         scene.add(pyrender.IntrinsicsCamera(fx=focal[0], fy=focal[1], cx=princpt[0], cy=princpt[1], znear=0.02, zfar=20.0), pose=cam_pose)
-        # Key light from the camera side, random direction and strength; sometimes a fill light.
-        key_dir = np.array([rng.normal(0, 0.6), rng.normal(0, 0.6), 1.0])
-        key = rng.uniform(1.8, 4.5)
-        scene.add(pyrender.DirectionalLight(color=tint(rng, 0.08), intensity=key), pose=light_pose(key_dir, cv_to_world))
-        if rng.random() < 0.7:
-            fill_dir = np.array([rng.normal(0, 1.0), rng.normal(0, 1.0), rng.uniform(-0.3, 1.0)])
-            scene.add(pyrender.DirectionalLight(color=tint(rng, 0.1), intensity=key * rng.uniform(0.15, 0.5)),
-                      pose=light_pose(fill_dir, cv_to_world))
+        _add_lights(pyrender, scene, rng, cv_to_world)
         color, _ = self.renderer().render(scene, flags=pyrender.RenderFlags.RGBA)
         label = hdepth = None
         if buffers:
@@ -201,21 +191,19 @@ class SampleRenderer:
             label[seg[..., 0] > 127] = 0
             label[seg[..., 1] > 127] = 1
             hdepth = np.where(label >= 0, hdepth, 0.0).astype(np.float32)
-        alpha = color[..., 3:4].astype(np.float32) / 255.0
-        # The MSAA resolve mixes the hands with the (black, transparent) clear colour: premultiplied.
-        img = color[..., :3].astype(np.float32) + (1.0 - alpha) * background.astype(np.float32)
-        img = img * rng.uniform(0.9, 1.1) + rng.uniform(-10, 10)  # exposure / brightness
-        img = np.clip(img, 0, 255).astype(np.uint8)
-        pil = Image.fromarray(img)
-        if rng.random() < 0.3:
-            pil = pil.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.1)) * S / 256))
-        img = np.asarray(pil, dtype=np.float32)
-        if rng.random() < 0.5:
-            img = img + rng.normal(0.0, rng.uniform(1.0, 5.0), img.shape)
-        img = np.clip(np.round(img), 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=self.quality)
-
+        img, jpeg = photograph(rng, color, background, self.quality)
         record = sample_record(idx, S, gt, Jw, origin_m, R, eye, focal, princpt, tone, self._hands_mean, self.model_name)
-        return RenderedSample(image=img, record=record, jpeg=buf.getvalue(), hand_label=label, hand_depth=hdepth,
+        return RenderedSample(image=img, record=record, jpeg=jpeg, hand_label=label, hand_depth=hdepth,
                               extra=dict(world_to_cam=E, vertices_world_m=Vw, forearms=len(arms)))
+
+
+def _add_lights(pyrender, scene, rng: np.random.Generator, cv_to_world: np.ndarray) -> None:
+    """Key light from the camera side, random direction and strength; sometimes a fill light.
+    ``cv_to_world (4, 4)``: the inverse of the OpenCV extrinsics."""
+    key_dir = np.array([rng.normal(0, 0.6), rng.normal(0, 0.6), 1.0])
+    key = rng.uniform(1.8, 4.5)
+    scene.add(pyrender.DirectionalLight(color=tint(rng, 0.08), intensity=key), pose=light_pose(key_dir, cv_to_world))
+    if rng.random() < 0.7:
+        fill_dir = np.array([rng.normal(0, 1.0), rng.normal(0, 1.0), rng.uniform(-0.3, 1.0)])
+        scene.add(pyrender.DirectionalLight(color=tint(rng, 0.1), intensity=key * rng.uniform(0.15, 0.5)),
+                  pose=light_pose(fill_dir, cv_to_world))
