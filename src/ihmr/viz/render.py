@@ -2,7 +2,7 @@
 
 Cameras use the OpenCV convention everywhere in ihmr: x right, y down, z forward (into the scene),
 intrinsics ``K`` ``(3, 3)`` in pixels, extrinsics as a ``(4, 4)`` world-to-camera matrix. The
-conversion to OpenGL's convention happens only here.
+conversion to OpenGL's convention happens only here (:data:`CV_TO_GL`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
+import trimesh
 
 from ihmr.errors import IhmrError, InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix
@@ -124,8 +126,6 @@ def render_meshes(
         mask ``(H, W)`` bool.
     """
     pyrender = load_pyrender()
-    import trimesh
-
     W, H = int(size[0]), int(size[1])
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3):
@@ -162,8 +162,6 @@ def render_meshes(
 
 
 def _rotation(axis_angle) -> np.ndarray:
-    import torch
-
     return axis_angle_to_matrix(torch.tensor(axis_angle, dtype=torch.float64)).numpy()
 
 
