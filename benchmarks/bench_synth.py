@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from ihmr.data.synth_render import POSE_CHUNK, SampleRenderer, SynthConfig, generate, pose_chunk
+    from ihmr.data.synth import POSE_CHUNK, SampleRenderer, SynthConfig, generate, pose_chunk
 
     r = SampleRenderer(args.size)
     t = time.perf_counter()

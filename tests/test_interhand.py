@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import ihmr.data.interhand as ih
+import ihmr.data.interhand.parse as ih_parse
 from ihmr.data import InterHandDataset, load_interhand
 from ihmr.data.interhand import find_split_files
 from ihmr.errors import InputError
@@ -358,8 +359,8 @@ def test_find_split_files_names_and_errors(tmp_path):
 def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     _synthetic_files(tmp_path / "s")
     calls = []
-    real = ih._read_json
-    monkeypatch.setattr(ih, "_read_json", lambda p: calls.append(Path(p).name) or real(p))
+    real = ih_parse.read_json
+    monkeypatch.setattr(ih_parse, "read_json", lambda p: calls.append(Path(p).name) or real(p))
     monkeypatch.setenv("IHMR_CACHE", str(tmp_path / "user_cache"))  # the default cache location
     default = tmp_path / "user_cache" / "interhand"
     a = load_interhand(tmp_path / "s")

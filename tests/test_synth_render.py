@@ -1,5 +1,5 @@
-"""``ihmr synth``: determinism across workers, official InterHand2.6M structure, projection consistency,
-exact parameters, bad arguments. Tiny images (64 px), 3 samples, pose chunks of 1."""
+"""``ihmr synth`` (:mod:`ihmr.data.synth`): determinism across workers, official InterHand2.6M structure,
+projection consistency, exact parameters, bad arguments. Tiny images (64 px), 3 samples, pose chunks of 1."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ihmr.data.synth_render import SampleRenderer, SynthConfig, annotation_paths, generate, image_relpath
+from ihmr.data.synth import SampleRenderer, SynthConfig, annotation_paths, generate, image_relpath
 from ihmr.errors import InputError
 
 SAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "interhand26m_sample"
@@ -219,13 +219,13 @@ def test_bad_arguments(tmp_path, capsys):
 def test_forearm_tube_is_closed_outwards():
     import trimesh
 
-    from ihmr.data.synth_render import _inside_tube, _tube
+    from ihmr.data.synth.forearms import inside_tube, tube
 
     a, u = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])
     for v in (np.cross(a, u), -np.cross(a, u)):  # both handednesses of (u, v, a)
-        V, F = _tube(np.zeros(3), a, u, v, 0.5, (0.03, 0.02), (0.2, 0.5))
+        V, F = tube(np.zeros(3), a, u, v, 0.5, (0.03, 0.02), (0.2, 0.5))
         m = trimesh.Trimesh(V, F, process=False)
         assert m.volume > 0.0  # outward winding (pyrender culls back faces)
-        inside = _inside_tube(np.array([[0, 0, 0.25], [0.05, 0, 0.1], [0, 0, -0.01]]), np.zeros(3), a, u, v, 0.5,
-                              (0.03, 0.02), (0.2, 0.5), 0.0)
+        inside = inside_tube(np.array([[0, 0, 0.25], [0.05, 0, 0.1], [0, 0, -0.01]]), np.zeros(3), a, u, v, 0.5,
+                             (0.03, 0.02), (0.2, 0.5), 0.0)
         assert inside.tolist() == [True, False, False]

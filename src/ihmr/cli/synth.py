@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ihmr.data.synth_render import SynthConfig, generate
+from ihmr.data.synth import SynthConfig, generate
 
 __all__ = ["add_synth_parser"]
 

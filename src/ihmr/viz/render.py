@@ -2,7 +2,7 @@
 
 Cameras use the OpenCV convention everywhere in ihmr: x right, y down, z forward (into the scene),
 intrinsics ``K`` ``(3, 3)`` in pixels, extrinsics as a ``(4, 4)`` world-to-camera matrix. The
-conversion to OpenGL's convention happens only here.
+conversion to OpenGL's convention happens only here (:data:`CV_TO_GL`).
 """
 
 from __future__ import annotations
@@ -12,13 +12,17 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
+import trimesh
 
 from ihmr.errors import IhmrError, InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix
 
-__all__ = ["MeshSpec", "render_meshes", "look_at", "orbit_views", "render_views", "tile"]
+__all__ = ["CV_TO_GL", "MeshSpec", "load_pyrender", "render_meshes", "look_at", "orbit_views", "render_views", "tile"]
 
-_CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
+#: OpenCV camera axes (x right, y down, z forward) -> OpenGL camera axes (x right, y up, z backward),
+#: ``(4, 4)``: a camera-to-world pose in OpenCV convention times this is pyrender's camera pose.
+CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 @dataclass
@@ -32,7 +36,17 @@ class MeshSpec:
     face_colors: Optional[np.ndarray] = None
 
 
-def _pyrender():
+def load_pyrender():
+    """Import pyrender (optional heavy dependency, hence lazy) for offscreen EGL rendering.
+
+    Sets ``PYOPENGL_PLATFORM=egl`` unless already set and loads triton first (see below).
+
+    Returns:
+        the ``pyrender`` module.
+
+    Raises:
+        IhmrError: pyrender or EGL is missing (the message says what to install).
+    """
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     # torch's optimisers import torch._dynamo and with it triton, whose bundled LLVM crashes when it
     # is loaded after Mesa's (llvmpipe) EGL driver: load triton first (0.1 s; all of torch._dynamo
@@ -58,7 +72,7 @@ _RENDERERS: dict = {}
 
 def _renderer(W: int, H: int):
     """An offscreen renderer of this size, created once and reused (creating a GL context is slow)."""
-    pyrender = _pyrender()
+    pyrender = load_pyrender()
     r = _RENDERERS.get((W, H))
     if r is None:
         if len(_RENDERERS) >= 4:  # bound the number of live contexts
@@ -111,9 +125,7 @@ def render_meshes(
         colour ``(H, W, 3)`` uint8, depth ``(H, W)`` float32 (metres along z, 0 where empty),
         mask ``(H, W)`` bool.
     """
-    pyrender = _pyrender()
-    import trimesh
-
+    pyrender = load_pyrender()
     W, H = int(size[0]), int(size[1])
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3):
@@ -134,7 +146,7 @@ def render_meshes(
             smooth_m = smooth
         scene.add(pyrender.Mesh.from_trimesh(tm, smooth=smooth_m))
     cam = pyrender.IntrinsicsCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], znear=0.01, zfar=100.0)
-    cam_pose = np.linalg.inv(E) @ _CV_TO_GL  # camera-to-world in OpenGL convention
+    cam_pose = np.linalg.inv(E) @ CV_TO_GL  # camera-to-world in OpenGL convention
     scene.add(cam, pose=cam_pose)
     # Key light from the camera, fill light from above-left.
     scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity), pose=cam_pose)
@@ -150,9 +162,6 @@ def render_meshes(
 
 
 def _rotation(axis_angle) -> np.ndarray:
-    import torch
-
-
     return axis_angle_to_matrix(torch.tensor(axis_angle, dtype=torch.float64)).numpy()
 
 
