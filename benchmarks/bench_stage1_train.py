@@ -39,7 +39,7 @@ def main() -> None:
     try:
         data = args.data
         if data is None:
-            from ihmr.data.synth_render import SynthConfig, generate
+            from ihmr.data.synth import SynthConfig, generate
 
             data = tmp / "data"
             n = max(48, args.batch * (args.steps + 1))

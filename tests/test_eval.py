@@ -38,7 +38,7 @@ def _ihmr(*args, timeout=300):
 @pytest.fixture(scope="session")
 def eval_setup(tmp_path_factory):
     """(data folder, checkpoint path): 6 synthetic test images at 64 px and an untrained small net."""
-    from ihmr.data.synth_render import SynthConfig, generate
+    from ihmr.data.synth import SynthConfig, generate
     from ihmr.stage1.checkpoint import Stage1Arch, save_stage1
 
     root = tmp_path_factory.mktemp("eval")

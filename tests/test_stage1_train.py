@@ -29,7 +29,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 @pytest.fixture(scope="session")
 def synth8(tmp_path_factory):
     """8 rendered two-hand images (64 x 64, ``ihmr synth`` format, train split), about 10 s."""
-    from ihmr.data.synth_render import SynthConfig, generate
+    from ihmr.data.synth import SynthConfig, generate
 
     out = tmp_path_factory.mktemp("synth8")
     generate(SynthConfig(out=out, n=8, seed=0, size=64, progress=False))

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ihmr.data.interhand import SUBSETS, InterHandDataset, find_split_files, load_interhand
-from ihmr.data.synth_render import read_ihmr_params
+from ihmr.data.synth import read_ihmr_params
 from ihmr.distributed import rank_world
 from ihmr.errors import InputError
 from ihmr.handmodel import TwoHands

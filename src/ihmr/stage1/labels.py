@@ -2,7 +2,7 @@
 
 Sources, in the order ``labels="auto"`` tries them: ``annotations/<split>/ihmr_params.json``
 (``ihmr synth``'s exact parameters, keyed capture -> frame, read by
-:func:`ihmr.data.synth_render.read_ihmr_params`), else the NeuralAnnot MANO file of the split, else
+:func:`ihmr.data.synth.read_ihmr_params`), else the NeuralAnnot MANO file of the split, else
 none (joint losses only). Labels are rotated into the camera frame (``phi_cam = log(R R(phi))``,
 ``tau_cam = R tau``) because the network's hands live in a camera-aligned frame (weak-perspective
 projection of x/y).
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ihmr.data.interhand import find_split_files
-from ihmr.data.synth_render import read_ihmr_params
+from ihmr.data.synth import read_ihmr_params
 from ihmr.errors import InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
