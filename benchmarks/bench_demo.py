@@ -109,7 +109,6 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from ihmr.io.images import load_image
     from ihmr.pipeline import Reconstructor
-    from ihmr.pipeline.outputs import write_outputs
 
     t_import = time.perf_counter() - t_start
     ann = annotations(args.data)
@@ -127,6 +126,8 @@ def main(argv=None) -> int:
                 try:
                     res = rec(img, focal=side["focal"], boxes=side["boxes"] if use_box else ())
                     if args.write is not None:
+                        from ihmr.pipeline.outputs import write_outputs  # only with --write (the exporter's import)
+
                         tw = time.perf_counter()
                         write_outputs(res, img, args.write / f"{stem}_{'box' if use_box else 'nobox'}", image_name=stem)
                         res.timings_s["write"] = time.perf_counter() - tw
