@@ -126,10 +126,10 @@ def main(argv=None) -> int:
                 try:
                     res = rec(img, focal=side["focal"], boxes=side["boxes"] if use_box else ())
                     if args.write is not None:
-                        from ihmr.cli.demo import write_outputs
+                        from ihmr.pipeline.outputs import write_outputs  # only with --write (the exporter's import)
 
                         tw = time.perf_counter()
-                        write_outputs(args.write / f"{stem}_{'box' if use_box else 'nobox'}", img, res, {"image": stem})
+                        write_outputs(res, img, args.write / f"{stem}_{'box' if use_box else 'nobox'}", image_name=stem)
                         res.timings_s["write"] = time.perf_counter() - tw
                 except Exception as e:  # noqa: BLE001 - a benchmark row, not a crash
                     res, err = None, f"{type(e).__name__}: {e}".split(" (tried")[0]

@@ -1,17 +1,19 @@
-"""Front-end logic without the models: chirality side decision, landmark overlap, tracking crops."""
+"""Front-end logic without the models: chirality side decision, landmark overlap, tracking crops, palm anchors."""
 
 import numpy as np
 import pytest
 import torch
 
-from ihmr.detect.hands import (
+from ihmr.detect import (
     CHIRALITY_MIN,
     HandDetection,
-    HandDetector,
     chirality,
     chirality_side,
     landmark_roi,
     overlap,
+    palm_anchors,
+    same_hand,
+    track,
 )
 from ihmr.joint_order import convert
 
@@ -84,20 +86,20 @@ def test_same_hand_by_overlap_not_by_handedness(relaxed_hands):
     # The same hand again, labelled (and shaped) as a left hand: overlapping landmarks -> one hand.
     dup = HandDetection("left", 0.8, 0.95, xy + rng.normal(0, 0.02 * size, xy.shape), l, "crop")
     assert overlap(a.landmarks_2d, dup.landmarks_2d) < 0.1
-    assert HandDetector._same(a, dup)
+    assert same_hand(a, dup)
     # A hand of the other side moderately overlapping (praying hands) stays a second hand.
     near = HandDetection("left", 0.8, 0.9, xy + [0.15 * size, 0.0], l, "crop")
-    assert 0.1 < overlap(a.landmarks_2d, near.landmarks_2d) < 0.2 and not HandDetector._same(a, near)
+    assert 0.1 < overlap(a.landmarks_2d, near.landmarks_2d) < 0.2 and not same_hand(a, near)
     # ... unless the 3D landmarks cannot tell its side.
     flat = l.copy()
     flat[:, 2] = 0.0
     near_flat = HandDetection("left", 0.8, 0.9, xy + [0.15 * size, 0.0], flat, "crop")
-    assert near_flat.side_from == "classifier" and HandDetector._same(a, near_flat)
+    assert near_flat.side_from == "classifier" and same_hand(a, near_flat)
     # Two right hands whose boxes overlap are one; far apart, two.
     shifted = HandDetection("right", 0.7, 0.9, xy + [0.3 * size, 0.1 * size], r, "crop")
-    assert HandDetector._same(a, shifted)
+    assert same_hand(a, shifted)
     far = HandDetection("right", 0.7, 0.9, xy + [3 * size, 0.0], r, "crop")
-    assert not HandDetector._same(a, far)
+    assert not same_hand(a, far)
 
 
 def test_landmark_roi_follows_the_hand(relaxed_hands):
@@ -117,12 +119,10 @@ def test_landmark_roi_follows_the_hand(relaxed_hands):
     assert np.abs(q).max() < s / 2
 
 
-def _fake_detector(results):
-    """A HandDetector whose landmark model returns ``results`` one after the other (no models)."""
-    det = object.__new__(HandDetector)
+def _fake_crop(results):
+    """A landmark model (``crop`` of :func:`ihmr.detect.track`) that returns ``results`` one after the other."""
     it = iter(results)
-    det._crop = lambda image, cx, cy, size, source, angle=0.0, min_presence=0.5: next(it)
-    return det
+    return lambda image, cx, cy, size, source, angle=0.0, min_presence=0.5: next(it)
 
 
 def test_tracking_keeps_stable_results_only(relaxed_hands):
@@ -133,20 +133,18 @@ def test_tracking_keeps_stable_results_only(relaxed_hands):
     img = np.zeros((8, 8, 3), np.uint8)
     # Settles: the most confident stable result is kept.
     start = mk([0.0, 0.0], 0.6)
-    got = _fake_detector([mk([0.02 * size, 0.0], 0.9), mk([0.025 * size, 0.0], 0.8)])._track(img, start)
+    got = track(_fake_crop([mk([0.02 * size, 0.0], 0.9), mk([0.025 * size, 0.0], 0.8)]), img, start)
     assert got is not None and got.score == pytest.approx(0.9)
     # Drifts away on every re-crop (fingers taken for a hand): rejected.
-    got = _fake_detector([mk([0.6 * size, 0.0], 0.9), mk([1.2 * size, 0.0], 0.9)])._track(img, start)
+    got = track(_fake_crop([mk([0.6 * size, 0.0], 0.9), mk([1.2 * size, 0.0], 0.9)]), img, start)
     assert got is None
     # Stable but never confident enough: rejected.
-    got = _fake_detector([mk([0.01 * size, 0.0], 0.3), mk([0.01 * size, 0.0], 0.3)])._track(img, mk([0.0, 0.0], 0.3))
+    got = track(_fake_crop([mk([0.01 * size, 0.0], 0.3), mk([0.01 * size, 0.0], 0.3)]), img, mk([0.0, 0.0], 0.3))
     assert got is None
 
 
 def test_palm_anchors():
-    from ihmr.detect.hands import _palm_anchors
-
-    a = _palm_anchors()
+    a = palm_anchors()
     assert a.shape == (2016, 2) and a.min() > 0 and a.max() < 1
     assert np.allclose(a[0], [0.5 / 24, 0.5 / 24]) and np.allclose(a[2], [1.5 / 24, 0.5 / 24])
     assert np.allclose(a[1152], [0.5 / 12, 0.5 / 12]) and np.allclose(a[-1], [11.5 / 12, 11.5 / 12])

@@ -8,23 +8,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
-import numpy as np
+from tqdm import tqdm
 
-from ihmr.collision.exact import penetration_depths
-from ihmr.errors import IhmrError
-from ihmr.io.files import atomic_write
+from ihmr.errors import IhmrError, InputError
 from ihmr.io.images import load_image
 from ihmr.pipeline import Reconstructor
-from ihmr.version import __version__
-from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
-from ihmr.viz.render import MeshSpec, render_meshes, render_views
+from ihmr.pipeline.outputs import is_complete, write_outputs
 
-__all__ = ["add_demo_parser", "collect_images", "write_outputs"]
+__all__ = ["add_demo_parser", "collect_images", "parse_box"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-OUTPUT_FILES = ("overlay.png", "views.png", "hands.glb", "result.json")
 
 
 def add_demo_parser(sub) -> None:
@@ -83,137 +77,25 @@ def _sidecar(image: Path) -> dict:
     return {}
 
 
-def _is_complete(folder: Path) -> bool:
+def parse_box(text: str) -> list[float]:
+    """``"x,y,w,h"`` -> ``[x, y, w, h]`` (pixels); InputError unless four numbers with positive w, h."""
     try:
-        return all((folder / f).is_file() for f in OUTPUT_FILES) and json.loads((folder / "result.json").read_text()).get("complete") is True
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
-def _penetration_colours(vertices: np.ndarray, faces: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Per-vertex RGBA ``(2, V, 4)``: the hand colours, penetrating vertices in red."""
-    import torch
-
-
-    d = penetration_depths(torch.as_tensor(vertices[None]), torch.as_tensor(faces))[0].numpy()
-    cols = np.repeat(base[:, None, :], vertices.shape[1], axis=1).copy()
-    cols[d > 0] = [230, 30, 30, 255]
-    return cols
-
-
-def write_outputs(folder: Path, image: np.ndarray, res, meta: dict) -> dict:
-    """Write overlay.png, views.png, hands.glb, right.obj / left.obj and result.json (last)."""
-    from PIL import Image
-
-
-    t0 = time.perf_counter()
-    folder.mkdir(parents=True, exist_ok=True)
-    H, W = image.shape[:2]
-    faces = res.faces
-    meshes, all_v = [], []
-    side_idx = {"right": 0, "left": 1}
-    paired = {k for p in res.pairs for k in (p.right, p.left)}
-    for k, h in enumerate(res.hands):
-        s = side_idx[h.side]
-        meshes.append((h, s))
-        all_v.append(h.vertices)
-    # Overlay with penetrating regions of each pair highlighted.
-    specs = []
-    for p in res.pairs:
-        v = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
-        cols = _penetration_colours(v, faces, HAND_COLORS)
-        specs += [MeshSpec(v[0], faces[0], cols[0]), MeshSpec(v[1], faces[1], cols[1])]
-    for k, h in enumerate(res.hands):
-        if k not in paired:
-            specs.append(MeshSpec(h.vertices, faces[side_idx[h.side]], HAND_COLORS[side_idx[h.side]]))
-    rgb, _, mask = render_meshes(specs, res.K, (W, H), background=image)
-    blend = np.where(mask[..., None], (0.75 * rgb + 0.25 * image).astype(np.uint8), image)
-    with atomic_write(folder / "overlay.png") as fh:
-        Image.fromarray(blend).save(fh, format="PNG")
-    # Views before / after.
-    rows = []
-    size = 256
-    for p in res.pairs:
-        vb = p.vertices_before
-        va = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
-        pts = np.concatenate([vb.reshape(-1, 3), va.reshape(-1, 3)])
-        for v in (vb, va):
-            cols = _penetration_colours(v, faces, HAND_COLORS)
-            rows.append(render_views([MeshSpec(v[0], faces[0], cols[0]), MeshSpec(v[1], faces[1], cols[1])], size=size, frame_points=pts))
-    if not rows:
-        rows.append(render_views(specs, size=size))
-    with atomic_write(folder / "views.png") as fh:
-        Image.fromarray(np.concatenate(rows, 0)).save(fh, format="PNG")
-    # Meshes.
-    if res.pairs:
-        p = res.pairs[0]
-        v = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
-        export_hands(folder / "hands.glb", v, faces)
-        export_hand(folder / "right.obj", v[0], faces[0], HAND_COLORS[0])
-        export_hand(folder / "left.obj", v[1], faces[1], HAND_COLORS[1])
-    else:
-        h = res.hands[0]
-        s = side_idx[h.side]
-        export_hand(folder / "hands.glb", h.vertices, faces[s], HAND_COLORS[s])
-        export_hand(folder / f"{h.side}.obj", h.vertices, faces[s], HAND_COLORS[s])
-    t_write = time.perf_counter() - t0
-    import torch
-
-    doc = {
-        "complete": True,
-        "image": meta["image"],
-        "image_size": list(res.image_size),
-        "camera": {"K": res.K.tolist(), "focal_px": float(res.K[0, 0])},
-        "hands": [
-            {
-                "side": h.side, "score": h.score, "source": h.source,
-                "joints_3d": h.joints_3d.tolist(), "joints_2d": h.joints_2d.tolist(),
-                "params": {k: np.asarray(v).tolist() for k, v in h.params.items()},
-            }
-            for h in res.hands
-        ],
-        "pairs": [
-            {"right": p.right, "left": p.left, "ave_p_mm_before": p.ave_p_mm_before, "max_p_mm_before": p.max_p_mm_before,
-             "ave_p_mm_after": p.ave_p_mm_after, "max_p_mm_after": p.max_p_mm_after, "accepted": p.accepted}
-            for p in res.pairs
-        ],
-        "timings_s": {**{k: round(v, 4) for k, v in res.timings_s.items()}, "write": round(t_write, 4)},
-        "notes": res.notes,
-        "units": {"joints_3d": "metres, camera coordinates (x right, y down, z forward)", "joints_2d": "pixels", "joint_order": "MANO (21)"},
-        "versions": {"ihmr": __version__, "torch": torch.__version__, "mediapipe": _version("mediapipe"), "hand_model": meta.get("model", "open")},
-    }
-    with atomic_write(folder / "result.json", "w") as fh:
-        json.dump(doc, fh, indent=1)
-    return doc
-
-
-def _version(name: str) -> Optional[str]:
-    try:
-        from importlib.metadata import version
-
-        return version(name)
-    except Exception:  # pragma: no cover
-        return None
+        box = [float(x) for x in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4 or not (box[2] > 0 and box[3] > 0):
+        raise InputError(f"--box must be x,y,w,h with positive w, h, got {text!r}")
+    return box
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-
     images, problems = collect_images(args.inputs) if args.inputs else (bundled_examples(), [])
     for msg in problems:
         print(f"ihmr demo: {msg}", file=sys.stderr)
     if not images:
         print("ihmr demo: no images to process", file=sys.stderr)
         return 2
-    box = None
-    if args.box:
-        try:
-            box = [float(x) for x in args.box.split(",")]
-            assert len(box) == 4 and box[2] > 0 and box[3] > 0
-        except (ValueError, AssertionError):
-            print(f"ihmr demo: --box must be x,y,w,h with positive w, h, got {args.box!r}", file=sys.stderr)
-            return 2
+    box = parse_box(args.box) if args.box else None
     out = Path(args.out)
     rec = None
     if args.checkpoint:  # a missing or corrupt checkpoint is a usage error (exit 2), not a per-image failure
@@ -222,7 +104,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     rows, failed = [], len(problems)
     for img_path in tqdm(images, desc="ihmr demo", unit="image"):
         folder = out / img_path.stem
-        if args.resume and _is_complete(folder):
+        if args.resume and is_complete(folder):
             rows.append((img_path.name, "skipped (complete)", "", "", ""))
             continue
         t0 = time.perf_counter()
@@ -235,8 +117,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 rec = Reconstructor(args.model, refine="none" if args.no_refine else args.refine, refiner=args.refiner,
                                     checkpoint=args.checkpoint)
             res = rec(image, focal=focal, boxes=boxes)
-            doc = write_outputs(folder, image, res, {"image": str(img_path), "model": args.model if not args.checkpoint else rec.hands.model_name,
-                                                     "refine": "none" if args.no_refine else args.refine})
+            doc = write_outputs(res, image, folder, image_name=str(img_path),
+                                hand_model=args.model if not args.checkpoint else rec.hands.model_name)
             n = len(res.hands)
             pen = "; ".join(f"{p['ave_p_mm_before']:.2f}/{p['max_p_mm_before']:.1f} -> {p['ave_p_mm_after']:.2f}/{p['max_p_mm_after']:.1f}" for p in doc["pairs"])
             status = "ok" if res.pairs else ("one hand only" if n == 1 else "no pair")

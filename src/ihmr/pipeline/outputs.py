@@ -1,0 +1,133 @@
+"""Writing one image's :class:`~ihmr.pipeline.results.Result` to a folder, as ``ihmr demo`` does:
+overlay.png (the hands over the image, penetrating regions in red), views.png (each pair before /
+after refinement from several sides), hands.glb and right.obj / left.obj (the meshes) and
+result.json (written last; ``"complete": true`` marks a finished folder, :func:`is_complete`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ihmr.collision.exact import penetration_depths
+from ihmr.io.files import atomic_write
+from ihmr.pipeline.results import Result
+from ihmr.version import __version__
+from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
+from ihmr.viz.render import MeshSpec, render_meshes, render_views
+
+__all__ = ["OUTPUT_FILES", "write_outputs", "is_complete", "penetration_colours"]
+
+#: The files every finished output folder holds (and right.obj and/or left.obj).
+OUTPUT_FILES = ("overlay.png", "views.png", "hands.glb", "result.json")
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished result (all :data:`OUTPUT_FILES`, result.json complete)."""
+    try:
+        return all((folder / f).is_file() for f in OUTPUT_FILES) and json.loads((folder / "result.json").read_text()).get("complete") is True
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def penetration_colours(vertices: np.ndarray, faces: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per-vertex RGBA ``(2, V, 4)`` of a pair ``vertices (2, V, 3)``, ``faces (2, F, 3)``: the hand
+    colours ``base (2, 4)``, penetrating vertices in red."""
+    d = penetration_depths(torch.as_tensor(vertices[None]), torch.as_tensor(faces))[0].numpy()
+    cols = np.repeat(base[:, None, :], vertices.shape[1], axis=1).copy()
+    cols[d > 0] = [230, 30, 30, 255]
+    return cols
+
+
+def _package_version(name: str) -> Optional[str]:
+    try:
+        return version(name)
+    except PackageNotFoundError:  # pragma: no cover
+        return None
+
+
+def write_outputs(result: Result, image: np.ndarray, folder: Path, *, image_name: str, hand_model: str = "open") -> dict:
+    """Write overlay.png, views.png, hands.glb, right.obj / left.obj and result.json (last) of
+    ``result`` on the RGB ``image (H, W, 3)`` into ``folder``; returns result.json's content.
+    ``image_name`` and ``hand_model`` are recorded in result.json."""
+    res = result
+    t0 = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    H, W = image.shape[:2]
+    faces = res.faces
+    side_idx = {"right": 0, "left": 1}
+    paired = {k for p in res.pairs for k in (p.right, p.left)}
+    # Overlay with penetrating regions of each pair highlighted.
+    specs = []
+    for p in res.pairs:
+        v = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
+        cols = penetration_colours(v, faces, HAND_COLORS)
+        specs += [MeshSpec(v[0], faces[0], cols[0]), MeshSpec(v[1], faces[1], cols[1])]
+    for k, h in enumerate(res.hands):
+        if k not in paired:
+            specs.append(MeshSpec(h.vertices, faces[side_idx[h.side]], HAND_COLORS[side_idx[h.side]]))
+    rgb, _, mask = render_meshes(specs, res.K, (W, H), background=image)
+    blend = np.where(mask[..., None], (0.75 * rgb + 0.25 * image).astype(np.uint8), image)
+    with atomic_write(folder / "overlay.png") as fh:
+        Image.fromarray(blend).save(fh, format="PNG")
+    # Views before / after.
+    rows = []
+    size = 256
+    for p in res.pairs:
+        vb = p.vertices_before
+        va = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
+        pts = np.concatenate([vb.reshape(-1, 3), va.reshape(-1, 3)])
+        for v in (vb, va):
+            cols = penetration_colours(v, faces, HAND_COLORS)
+            rows.append(render_views([MeshSpec(v[0], faces[0], cols[0]), MeshSpec(v[1], faces[1], cols[1])], size=size, frame_points=pts))
+    if not rows:
+        rows.append(render_views(specs, size=size))
+    with atomic_write(folder / "views.png") as fh:
+        Image.fromarray(np.concatenate(rows, 0)).save(fh, format="PNG")
+    # Meshes.
+    if res.pairs:
+        p = res.pairs[0]
+        v = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
+        export_hands(folder / "hands.glb", v, faces)
+        export_hand(folder / "right.obj", v[0], faces[0], HAND_COLORS[0])
+        export_hand(folder / "left.obj", v[1], faces[1], HAND_COLORS[1])
+    else:
+        h = res.hands[0]
+        s = side_idx[h.side]
+        export_hand(folder / "hands.glb", h.vertices, faces[s], HAND_COLORS[s])
+        export_hand(folder / f"{h.side}.obj", h.vertices, faces[s], HAND_COLORS[s])
+    t_write = time.perf_counter() - t0
+    doc = {
+        "complete": True,
+        "image": image_name,
+        "image_size": list(res.image_size),
+        "camera": {"K": res.K.tolist(), "focal_px": float(res.K[0, 0])},
+        "hands": [
+            {
+                "side": h.side, "score": h.score, "source": h.source,
+                "joints_3d": h.joints_3d.tolist(), "joints_2d": h.joints_2d.tolist(),
+                "params": {k: np.asarray(v).tolist() for k, v in h.params.items()},
+            }
+            for h in res.hands
+        ],
+        "pairs": [
+            {"right": p.right, "left": p.left, "ave_p_mm_before": p.ave_p_mm_before, "max_p_mm_before": p.max_p_mm_before,
+             "ave_p_mm_after": p.ave_p_mm_after, "max_p_mm_after": p.max_p_mm_after, "accepted": p.accepted}
+            for p in res.pairs
+        ],
+        "timings_s": {**{k: round(v, 4) for k, v in res.timings_s.items()}, "write": round(t_write, 4)},
+        "notes": res.notes,
+        "units": {"joints_3d": "metres, camera coordinates (x right, y down, z forward)", "joints_2d": "pixels", "joint_order": "MANO (21)"},
+        "versions": {"ihmr": __version__, "torch": torch.__version__, "mediapipe": _package_version("mediapipe"),
+                     "hand_model": hand_model},
+    }
+    with atomic_write(folder / "result.json", "w") as fh:
+        json.dump(doc, fh, indent=1)
+    return doc
