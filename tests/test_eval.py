@@ -39,7 +39,7 @@ def _ihmr(*args, timeout=300):
 def eval_setup(tmp_path_factory):
     """(data folder, checkpoint path): 6 synthetic test images at 64 px and an untrained small net."""
     from ihmr.data.synth import SynthConfig, generate
-    from ihmr.stage1.checkpoint import Stage1Arch, save_stage1
+    from ihmr.stage1.weights import Stage1Arch, save_stage1
 
     root = tmp_path_factory.mktemp("eval")
     data = root / "synth"

@@ -9,13 +9,8 @@ Public API::
 
 from ihmr.errors import IhmrError, InputError, ModelFileError, UnsafePickleError
 from ihmr.handmodel import HandLayer, HandModelData, TwoHands, TwoHandsOutput, load_hand_model
-from ihmr.pipeline import reconstruct as _reconstruct
+from ihmr.pipeline import reconstruct
 from ihmr.version import __version__
-
-
-def reconstruct(image, focal=None, boxes=()):
-    """Two hands from one image: see :func:`ihmr.pipeline.reconstruct` (loads MediaPipe on first use)."""
-    return _reconstruct(image, focal=focal, boxes=boxes)
 
 __all__ = [
     "IhmrError",

@@ -4,7 +4,7 @@ Steps (per process; under ``torchrun`` each rank takes a contiguous shard of the
 
 1. Load the split with :func:`ihmr.data.interhand.load_interhand` and crop it with
    :class:`~ihmr.data.interhand.InterHandDataset` at the checkpoint's input size.
-2. Stage I (:class:`~ihmr.stage1.network.Stage1Net` from :func:`~ihmr.stage1.checkpoint.load_stage1`):
+2. Stage I (:class:`~ihmr.stage1.network.Stage1Net` from :func:`~ihmr.stage1.weights.load_stage1`):
    parameters, the weak-perspective camera, the joint head's 2D / 3D joints and the image feature.
 3. Each chosen refiner on the stage-I predictions, with the joint head's ``j3d`` / ``j2d`` as targets
    and the parameter head's camera (``opt``: :func:`ihmr.refine.refine_opt`; ``mlp``:
@@ -43,7 +43,7 @@ from ihmr.metrics import PenetrationStats, PoseError, SampleMetrics, metrics_tab
 from ihmr.metrics import evaluate as evaluate_metrics
 from ihmr.refine import RefineConfig, refine_opt
 from ihmr.refine.mlp import load_refiner, refine_mlp
-from ihmr.stage1.checkpoint import load_stage1
+from ihmr.stage1.weights import load_stage1
 
 __all__ = [
     "REFINERS",

@@ -22,7 +22,7 @@ from ihmr.pipeline.pairing import pair_hands, place_pair, unpaired
 from ihmr.pipeline.refiners import make_refiner, refine_pair
 from ihmr.pipeline.results import Result
 from ihmr.pipeline.sources import LandmarkSource, NetworkSource, Stage1Source
-from ihmr.stage1.checkpoint import load_stage1
+from ihmr.stage1.weights import load_stage1
 
 __all__ = ["Reconstructor", "reconstruct", "intrinsics"]
 

@@ -89,7 +89,7 @@ class LandmarkSource:
 
 class NetworkSource:
     """The stage-I network (see the module docstring): ``net, arch`` as
-    :func:`~ihmr.stage1.checkpoint.load_stage1` returns them; ``hands`` built on the checkpoint's hand
+    :func:`~ihmr.stage1.weights.load_stage1` returns them; ``hands`` built on the checkpoint's hand
     model (``arch.model``)."""
 
     def __init__(self, net: torch.nn.Module, arch, hands: TwoHands, detector: HandDetector) -> None:
