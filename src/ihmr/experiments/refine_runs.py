@@ -63,18 +63,18 @@ def run_mlp(model: str, params: dict, j3d: torch.Tensor, j2d: torch.Tensor, conf
     return res
 
 
-def refine_npz(input: str | Path, output: str | Path, config: RefineConfig, method: str = "opt", model: str = "open",
+def refine_npz(input_path: str | Path, output_path: str | Path, config: RefineConfig, method: str = "opt", model: str = "open",
                batch: int = 64, refiner: str | Path = "default", mlp_batch: int = 256,
                verify_collision: str = "proxy") -> dict:
     """Refine the predictions of an ``.npz`` (:func:`ihmr.io.npz.read_refine_input`) and write
-    ``output``: the input arrays, ``refined_*``, per-sample ``{metric}_before`` / ``{metric}_after``
+    ``output_path``: the input arrays, ``refined_*``, per-sample ``{metric}_before`` / ``{metric}_after``
     (:func:`evaluate_params`; MPJPE only with ground truth), ``e3d_*`` and ``accepted_*``.
 
     ``method``: ``"opt"`` (:func:`ihmr.refine.refine_opt` with ``config``, ``batch`` samples at once)
     or ``"mlp"`` (:func:`run_mlp` with ``config``'s factors and verification, ``verify_collision``
     and ``mlp_batch``). Returns the JSON summary (sizes, speed, config, mean metrics, acceptances).
     """
-    d = read_refine_input(input)
+    d = read_refine_input(input_path)
     hands = TwoHands(model, dtype=torch.float64)
     t = lambda k: torch.as_tensor(d[k], dtype=torch.float64)  # noqa: E731
     params = {k: t(k) for k in ("beta", "phi", "theta", "tau")}
@@ -93,15 +93,14 @@ def refine_npz(input: str | Path, output: str | Path, config: RefineConfig, meth
     out.update({f"{k}_after": v for k, v in after.items()})
     out.update(e3d_before=res.e3d_before.numpy(), e3d_after=res.e3d_after.numpy())
     out.update({f"accepted_{k}": v.numpy() for k, v in res.accepted.items()})
-    with atomic_write(output) as fh:
+    with atomic_write(output_path) as fh:
         np.savez_compressed(fh, **out)
-    cfg = config
     return {
-        "input": str(input), "output": str(output), "samples": int(len(res.e3d_before)),
+        "input": str(input_path), "output": str(output_path), "samples": int(len(res.e3d_before)),
         "seconds": round(res.seconds, 2), "samples_per_s": round(len(res.e3d_before) / res.seconds, 2),
         "method": method,
-        "config": {"factors": cfg.factors, "verify": cfg.verify, "factorize": cfg.factorize, "collision": cfg.collision, "init": cfg.init}
-        if method == "opt" else {"factors": cfg.factors, "verify": cfg.verify, "collision": verify_collision, "refiner": str(refiner)},
+        "config": {"factors": config.factors, "verify": config.verify, "factorize": config.factorize, "collision": config.collision, "init": config.init}
+        if method == "opt" else {"factors": config.factors, "verify": config.verify, "collision": verify_collision, "refiner": str(refiner)},
         "before": {k: float(np.nanmean(v)) for k, v in before.items()},
         "after": {k: float(np.nanmean(v)) for k, v in after.items()},
         "accepted": {k: int(v.sum()) for k, v in res.accepted.items()},
