@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     h64 = ihmr.TwoHands(dtype=torch.float64)
-    if args.data and __import__("pathlib").Path(args.data).is_file():
+    if args.data and Path(args.data).is_file():
         data = load_npz(args.data)
     else:
         data = make_synthetic(args.n, seed=0, hands=h64)

@@ -143,8 +143,10 @@ def test_bad_input():
         penetration_depths(verts[0], faces)
     with pytest.raises(InputError, match="faces index"):
         penetration_depths(verts, faces + 1000)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(InputError, match="mode"):
         collision_loss(verts, faces, "voxels")
+    with pytest.raises(InputError, match="grid_size"):
+        psi_grid(verts[:, 0], faces[0], grid_size=1)
 
 
 def test_two_hands_at_rest_do_not_collide_and_overlapping_do():
@@ -166,12 +168,12 @@ def test_pseudo_normal_sign_near_corners_and_edges(shape, rng):
     """Points near vertices, edges and faces of a coarse mesh: same inside/outside as the winding number."""
     import igl
 
-    from ihmr.collision.exact import _sign_inside
+    from ihmr.collision.exact import pseudo_normal_inside
 
     m = trimesh.creation.box(extents=[0.1, 0.08, 0.06]) if shape == "box" else trimesh.creation.icosphere(0, 0.05)
     v, f = np.asarray(m.vertices, dtype=np.float64), np.asarray(m.faces, dtype=np.int64)
     feats = np.concatenate([v, (v[f[:, 0]] + v[f[:, 1]]) / 2, v[f].mean(1)])
     p = np.repeat(feats, 20, axis=0) + rng.normal(scale=0.004, size=(len(feats) * 20, 3))
     _, fi, c = igl.point_mesh_squared_distance(p, v, f)
-    inside = _sign_inside(p, np.asarray(c), np.asarray(fi).reshape(-1), v, f)
+    inside = pseudo_normal_inside(p, np.asarray(c), np.asarray(fi).reshape(-1), v, f)
     np.testing.assert_array_equal(inside, igl.winding_number(v, f, p) > 0.5)

@@ -96,9 +96,9 @@ def test_cap_never_reuses_an_existing_edge():
     # even though 0-2 is the shorter (smaller-area) diagonal.
     v = np.array([[0, 0, 0], [1.2, -0.2, 0.6], [1, 1, 0], [-0.2, 1.2, 0.6]])  # 0-2 short, 1-3 long
     f = np.array([[0, 1, 2], [0, 2, 3]])
-    from ihmr.geometry.mesh import _min_area_triangulation
+    from ihmr.geometry.mesh import min_area_triangulation
 
-    assert sorted(map(sorted, _min_area_triangulation(v))) == [[0, 1, 2], [0, 2, 3]]  # unconstrained: 0-2
+    assert sorted(map(sorted, min_area_triangulation(v))) == [[0, 1, 2], [0, 2, 3]]  # unconstrained: 0-2
     closed = cap_holes(v, f)
     caps = closed[2:]
     assert {frozenset(t) for t in caps.tolist()} == {frozenset((1, 2, 3)), frozenset((0, 1, 3))}

@@ -11,7 +11,6 @@ import ihmr
 from ihmr.errors import InputError
 from ihmr.metrics import (
     closely_interacting_mask,
-    evaluate,
     i_mpjpe,
     i_mpvpe,
     inter_distance,
@@ -20,6 +19,7 @@ from ihmr.metrics import (
     mpjpe,
     mpvpe,
     penetration_stats,
+    sample_metrics,
 )
 
 
@@ -120,8 +120,8 @@ def test_vertex_errors_and_penetration_stats():
 def test_table_writer(tmp_path, gt, rng):
     valid = np.ones((6, 42), bool)
     res = {
-        "Baseline": evaluate(gt + rng.normal(scale=0.01, size=gt.shape), gt, valid),
-        "OPT": evaluate(gt + rng.normal(scale=0.005, size=gt.shape), gt, valid),
+        "Baseline": sample_metrics(gt + rng.normal(scale=0.01, size=gt.shape), gt, valid),
+        "OPT": sample_metrics(gt + rng.normal(scale=0.005, size=gt.shape), gt, valid),
     }
     subsets = {"All": np.ones(6, bool), "Inter": np.array([1, 1, 1, 0, 0, 1], bool)}
     table = metrics_table(res, subsets, speed={"Baseline": 75.2, "OPT": 5.1})

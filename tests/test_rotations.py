@@ -5,6 +5,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from ihmr.errors import InputError
 from ihmr.geometry.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
@@ -67,11 +68,13 @@ def test_mirror_conjugation(rng):
 
 
 def test_bad_shapes():
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         axis_angle_to_matrix(torch.zeros(2, 4))
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         matrix_to_axis_angle(torch.zeros(2, 3))
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
+        rot6d_to_matrix(torch.zeros(5))
+    with pytest.raises(ValueError):  # InputError is a ValueError: callers catching that keep working
         rot6d_to_matrix(torch.zeros(5))
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from ihmr.distributed import init_from_env, is_main, shutdown
 from ihmr.experiments.evaluation import EvalConfig, evaluate
 
@@ -38,9 +40,6 @@ def add_eval_parser(sub) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
-
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     cfg = EvalConfig(

@@ -20,7 +20,7 @@ from ihmr.collision.closest_point import closest_point_on_triangle
 from ihmr.errors import InputError
 from ihmr.geometry.mesh import face_normals
 
-__all__ = ["check_pair_input", "boxes_overlap", "penetration_depths", "PenetrationQuery", "find_penetrations"]
+__all__ = ["check_pair_input", "boxes_overlap", "pseudo_normal_inside", "penetration_depths", "PenetrationQuery", "find_penetrations"]
 
 #: Faces with an area below this (m^2) are degenerate.
 MIN_FACE_AREA = 1e-16
@@ -97,11 +97,19 @@ def _edge_neighbours(faces_bytes: bytes, n_faces: int) -> np.ndarray:
     return nb.reshape(n_faces, 3)
 
 
-def _sign_inside(p: np.ndarray, c: np.ndarray, fi: np.ndarray, v: np.ndarray, f: np.ndarray) -> np.ndarray:
+def pseudo_normal_inside(p: np.ndarray, c: np.ndarray, fi: np.ndarray, v: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Inside test from the closest point ``c`` on face ``fi`` (``(n,)`` indices into ``f``) using the
     pseudo-normal of the closest feature: the face normal in the interior, the sum of the two face
     normals on an edge, the angle-weighted vertex normal at a corner (Baerentzen & Aanaes, 2005).
-    ``p`` is inside when ``(p - c) . n < 0``."""
+    ``p`` is inside when ``(p - c) . n < 0``.
+
+    Args:
+        p: ``(n, 3)`` query points; c: ``(n, 3)`` their closest points on the closed, outward-oriented
+            mesh ``v (V, 3)``, ``f (F, 3)``; fi: ``(n,)`` the faces of ``c``.
+
+    Returns:
+        ``(n,)`` bool, True inside.
+    """
     tri = v[f[fi]]  # (n, 3, 3)
     a, b, cc = tri[:, 0], tri[:, 1], tri[:, 2]
     v0, v1, v2 = b - a, cc - a, c - a
@@ -195,7 +203,7 @@ def find_penetrations(vertices: Tensor, faces: Tensor) -> PenetrationQuery:
                 _, fi2, c2 = igl.point_mesh_squared_distance(np.ascontiguousarray(q[far]), other, fo)
                 face_idx[far] = np.asarray(fi2).reshape(-1)
                 c[far] = np.asarray(c2)
-            inside = _sign_inside(q, c, face_idx, other, fo)
+            inside = pseudo_normal_inside(q, c, face_idx, other, fo)
             if not inside.any():
                 continue
             n = int(inside.sum())

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ihmr.errors import InputError
+
 __all__ = ["GRID_PADDING", "grid_bounds", "psi_grid", "sample_psi"]
 
 #: Half-side of the grid cube relative to half the largest bounding-box extent (20 % padding).
@@ -41,7 +43,7 @@ def psi_grid(vertices: Tensor, faces: Tensor, grid_size: int = 32) -> tuple[Tens
     import igl
 
     if grid_size < 2:
-        raise ValueError(f"grid_size must be >= 2, got {grid_size}")
+        raise InputError(f"grid_size must be >= 2, got {grid_size}")
     centre, half = grid_bounds(vertices.detach())
     t = torch.linspace(-1.0, 1.0, grid_size, dtype=torch.float64)
     zz, yy, xx = torch.meshgrid(t, t, t, indexing="ij")

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ihmr.collision.exact import boxes_overlap, check_pair_input, penetration_depths
 from ihmr.collision.grid import psi_grid, sample_psi
+from ihmr.errors import InputError
 
 __all__ = ["CollisionMode", "per_vertex_penetration", "collision_loss", "CollisionLoss"]
 
@@ -30,7 +31,7 @@ def per_vertex_penetration(
     if mode == "exact":
         return penetration_depths(vertices, faces, check=False)
     if mode != "grid":
-        raise ValueError(f"mode must be 'grid' or 'exact', got {mode!r}")
+        raise InputError(f"mode must be 'grid' or 'exact', got {mode!r}")
     faces = torch.as_tensor(faces).long()
     out = vertices.new_zeros(vertices.shape[:3]) + 0.0 * vertices.sum(-1)
     active = torch.nonzero(boxes_overlap(vertices.detach())).flatten()

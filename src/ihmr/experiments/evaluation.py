@@ -9,7 +9,7 @@ Steps (per process; under ``torchrun`` each rank takes a contiguous shard of the
 3. Each chosen refiner on the stage-I predictions, with the joint head's ``j3d`` / ``j2d`` as targets
    and the parameter head's camera (``opt``: :func:`ihmr.refine.refine_opt`; ``mlp``:
    :func:`ihmr.refine.mlp.refine_mlp`; the image feature is passed only to refiners trained with it).
-4. Per-sample metrics (:func:`ihmr.metrics.evaluate`): MPJPE / I-MPJPE against the ground-truth
+4. Per-sample metrics (:func:`ihmr.metrics.sample_metrics`): MPJPE / I-MPJPE against the ground-truth
    camera-frame joints (each hand aligned to its own ground-truth wrist, as the metrics define; the
    predicted hands have the right wrist at the origin, which the alignment removes), exact AVE-P /
    MAX-P on the predicted meshes, and MPVPE / I-MPVPE when the data set has exact ground-truth
@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from tqdm import tqdm
 
 from ihmr.data.interhand import SUBSETS, InterHandDataset, find_split_files, load_interhand
 from ihmr.data.synth import read_ihmr_params
@@ -39,8 +41,7 @@ from ihmr.distributed import rank_world
 from ihmr.errors import InputError
 from ihmr.handmodel import TwoHands
 from ihmr.io.files import atomic_write
-from ihmr.metrics import PenetrationStats, PoseError, SampleMetrics, metrics_table
-from ihmr.metrics import evaluate as evaluate_metrics
+from ihmr.metrics import PenetrationStats, PoseError, SampleMetrics, metrics_table, sample_metrics
 from ihmr.refine import RefineConfig, refine_opt
 from ihmr.refine.mlp import load_refiner, refine_mlp
 from ihmr.stage1.weights import load_stage1
@@ -48,6 +49,7 @@ from ihmr.stage1.weights import load_stage1
 __all__ = [
     "REFINERS",
     "METHOD_NAMES",
+    "SUBSET_NAMES",
     "EvalConfig",
     "EvalReport",
     "resolve_split",
@@ -55,6 +57,7 @@ __all__ = [
     "shard_indices",
     "run_stage1",
     "evaluate",
+    "write_report",
 ]
 
 #: Refiner choices of ``--refine``.
@@ -157,8 +160,6 @@ def run_stage1(net, dataset, indices: np.ndarray, batch: int = 16, progress: boo
     samples, seconds of network time)`` (image loading and cropping not counted; one untimed
     warm-up forward pass first).
     """
-    from tqdm import tqdm
-
     outs: dict[str, list] = {}
     seconds = 0.0
     if len(indices):  # one untimed warm-up pass (first-call allocations would dominate small runs)
@@ -191,7 +192,7 @@ def _gt_meshes(hands, gt: dict[str, np.ndarray], R: np.ndarray, t: np.ndarray) -
     return cam(out.joints), cam(out.vertices)
 
 
-def _sample_metrics(hands, params: dict[str, np.ndarray], gt_j, valid, gt_v, batch: int = 64) -> dict[str, np.ndarray]:
+def _method_metrics(hands, params: dict[str, np.ndarray], gt_j, valid, gt_v, batch: int = 64) -> dict[str, np.ndarray]:
     """Per-sample arrays of one method: ``{metric}`` (mm) and ``{metric}_count`` for the pose errors,
     ``ave_p`` / ``max_p`` (mm)."""
     res: dict[str, list] = {}
@@ -201,7 +202,7 @@ def _sample_metrics(hands, params: dict[str, np.ndarray], gt_j, valid, gt_v, bat
         p = {k: torch.as_tensor(params[k][sl], dtype=torch.float64) for k in ("beta", "phi", "theta", "tau")}
         with torch.no_grad():
             out = hands(p["beta"], p["phi"], p["theta"], p["tau"])
-        m = evaluate_metrics(out.joints, gt_j[sl], valid[sl], out.vertices, hands.faces, None if gt_v is None else gt_v[sl])
+        m = sample_metrics(out.joints, gt_j[sl], valid[sl], out.vertices, hands.faces, None if gt_v is None else gt_v[sl])
         for k in _POSE_KEYS:
             e = getattr(m, k)
             if e is not None:
@@ -226,9 +227,6 @@ def _to_sample_metrics(d: dict[str, np.ndarray], prefix: str):
 
 # -------------------------------------------------------------------------------------------- run
 def _gather(obj: Any) -> list[Any]:
-    import torch.distributed as dist
-
-
     rank, world = rank_world()
     if world == 1:
         return [obj]
@@ -243,7 +241,6 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
     Raises:
         InputError: bad options, a missing / corrupt checkpoint, unreadable data, no samples.
     """
-
     cfg.check()
     rank, world = rank_world()
     main = rank == 0
@@ -292,9 +289,6 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
         t = lambda k: torch.as_tensor(pred[k], dtype=torch.float64)  # noqa: E731
         for r in cfg.refine:
             if r == "opt":
-                from dataclasses import replace
-
-
                 rc = RefineConfig() if cfg.iterations is None else replace(RefineConfig(), iterations=cfg.iterations)
                 res = refine_opt(hands64, {k: t(k) for k in base}, t("j3d"), t("j2d"), t("cam"), rc,
                                  batch_size=cfg.refine_batch, progress=cfg.progress and main)
@@ -311,7 +305,7 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
             local.update({f"{r}/accepted_{f}": v.cpu().numpy() for f, v in res.accepted.items()})
         for r, p in results.items():
             local.update({f"{r}/{k}": v for k, v in p.items()})
-            local.update({f"{r}/{k}": v for k, v in _sample_metrics(hands64, p, gt_j, valid, gt_v).items()})
+            local.update({f"{r}/{k}": v for k, v in _method_metrics(hands64, p, gt_j, valid, gt_v).items()})
     local_info = {"seconds": seconds, "has_gt_mesh": has_gt_mesh, "n": int(len(mine))}
 
     gathered = _gather((local, local_info))
@@ -332,8 +326,6 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
     for r in methods:
         slowest = max(g[1]["seconds"].get(r, 0.0) for g in gathered)
         speed[METHOD_NAMES[r]] = N / slowest if slowest > 0 else None
-
-
     results_m = {METHOD_NAMES[r]: _to_sample_metrics(per, f"{r}/") for r in methods}
     table = metrics_table(results_m, {SUBSET_NAMES[s]: masks[s] for s in cfg.subsets}, speed)
     per.update({f"subset/{s}": m for s, m in masks.items()})

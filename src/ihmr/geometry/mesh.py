@@ -15,6 +15,7 @@ from ihmr.errors import InputError
 __all__ = [
     "boundary_loops",
     "cap_holes",
+    "min_area_triangulation",
     "is_watertight",
     "face_normals",
     "face_areas",
@@ -85,7 +86,7 @@ def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     return loops
 
 
-def _min_area_triangulation(points: np.ndarray, forbidden: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+def min_area_triangulation(points: np.ndarray, forbidden: np.ndarray | None = None) -> list[tuple[int, int, int]]:
     """Triangulate a closed polygon (``(n, 3)``, possibly non-planar) minimising the total area.
 
     Dynamic programming over sub-polygons (O(n^3) work, vectorised over the apex). ``forbidden``
@@ -165,7 +166,7 @@ def cap_holes(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
             raise InputError(f"boundary loop with {n} vertices cannot be capped")
         a, b = np.meshgrid(loop, loop, indexing="ij")
         forbidden = np.isin(np.minimum(a, b) * V + np.maximum(a, b), existing)
-        for i, k, j in _min_area_triangulation(vertices[loop], forbidden):
+        for i, k, j in min_area_triangulation(vertices[loop], forbidden):
             # Boundary half-edges run loop[i] -> loop[i+1]; the cap's half-edges must run backwards.
             caps.append((loop[j], loop[k], loop[i]))
     return np.concatenate([faces, np.array(caps, dtype=np.int64)])

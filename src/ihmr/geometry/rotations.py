@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ihmr.errors import InputError
+
 __all__ = [
     "axis_angle_to_matrix",
     "matrix_to_axis_angle",
@@ -51,7 +53,7 @@ def axis_angle_to_matrix(aa: Tensor) -> Tensor:
         ``(*, 3, 3)`` rotation matrices.
     """
     if aa.shape[-1] != 3:
-        raise ValueError(f"axis-angle must have last dimension 3, got shape {tuple(aa.shape)}")
+        raise InputError(f"axis-angle must have last dimension 3, got shape {tuple(aa.shape)}")
     theta2 = (aa * aa).sum(-1, keepdim=True)  # (*, 1)
     small = theta2 < _SMALL**2
     # Safe angle: avoid sqrt(0) in the backward pass.
@@ -76,7 +78,7 @@ def matrix_to_axis_angle(rot: Tensor) -> Tensor:
         ``(*, 3)`` axis-angle vectors.
     """
     if rot.shape[-2:] != (3, 3):
-        raise ValueError(f"rotation matrices must be (*, 3, 3), got shape {tuple(rot.shape)}")
+        raise InputError(f"rotation matrices must be (*, 3, 3), got shape {tuple(rot.shape)}")
     q = _matrix_to_quaternion(rot)  # (*, 4) w, x, y, z with w >= 0
     w = q[..., :1]
     xyz = q[..., 1:]
@@ -108,7 +110,7 @@ def _matrix_to_quaternion(rot: Tensor) -> Tensor:
 def rot6d_to_matrix(d6: Tensor) -> Tensor:
     """6D representation ``(*, 6)`` to rotation matrices ``(*, 3, 3)`` by Gram-Schmidt."""
     if d6.shape[-1] != 6:
-        raise ValueError(f"6D rotations must have last dimension 6, got shape {tuple(d6.shape)}")
+        raise InputError(f"6D rotations must have last dimension 6, got shape {tuple(d6.shape)}")
     a1, a2 = d6[..., :3], d6[..., 3:]
     b1 = torch.nn.functional.normalize(a1, dim=-1)
     b2 = torch.nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
@@ -119,7 +121,7 @@ def rot6d_to_matrix(d6: Tensor) -> Tensor:
 def matrix_to_rot6d(rot: Tensor) -> Tensor:
     """Rotation matrices ``(*, 3, 3)`` to the 6D representation ``(*, 6)`` (first two columns)."""
     if rot.shape[-2:] != (3, 3):
-        raise ValueError(f"rotation matrices must be (*, 3, 3), got shape {tuple(rot.shape)}")
+        raise InputError(f"rotation matrices must be (*, 3, 3), got shape {tuple(rot.shape)}")
     return torch.cat([rot[..., :, 0], rot[..., :, 1]], dim=-1)
 
 
@@ -133,7 +135,7 @@ def mirror_axis_angle(aa: Tensor) -> Tensor:
         aa: ``(*, 3)`` axis-angle vectors (also accepts ``(*, 3k)`` stacks of them).
     """
     if aa.shape[-1] % 3 != 0:
-        raise ValueError(f"axis-angle stacks must have a last dimension divisible by 3, got {tuple(aa.shape)}")
+        raise InputError(f"axis-angle stacks must have a last dimension divisible by 3, got {tuple(aa.shape)}")
     sign = torch.tensor([1.0, -1.0, -1.0], dtype=aa.dtype, device=aa.device)
     return (aa.reshape(*aa.shape[:-1], -1, 3) * sign).reshape(aa.shape)
 

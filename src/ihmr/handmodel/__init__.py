@@ -2,7 +2,7 @@
 
 from ihmr.handmodel.data import HandModelData
 from ihmr.handmodel.layer import HandLayer, HandOutput
-from ihmr.handmodel.two_hands import TwoHands, TwoHandsOutput, load_hand_data, load_hand_model
+from ihmr.handmodel.two_hands import TwoHands, TwoHandsOutput, load_hand_data, load_hand_model, model_info
 
 __all__ = [
     "HandModelData",
@@ -12,4 +12,5 @@ __all__ = [
     "TwoHandsOutput",
     "load_hand_data",
     "load_hand_model",
+    "model_info",
 ]

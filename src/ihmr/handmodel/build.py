@@ -32,14 +32,19 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.optimize import nnls
 
+from ihmr.errors import IhmrError
 from ihmr.geometry.mesh import boundary_loops, cap_holes
 from ihmr.geometry.rotations import swing_rotation
 
-__all__ = ["build_open_hand", "main", "ASSET_PATH", "WRIST_REST", "TARGET_HAND_LENGTH"]
+__all__ = ["build_open_hand", "write_open_hand", "main", "ASSET_PATH", "WRIST_REST", "TARGET_HAND_LENGTH"]
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 ASSET_PATH = ASSET_DIR / "open_hand_right.npz"
@@ -115,10 +120,8 @@ def _normalize(x):
 
 
 def _load_anny():
-    import warnings
-
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    import anny
+    import anny  # optional build-time dependency: imported lazily
 
     if getattr(anny, "__version__", ANNY_VERSION) != ANNY_VERSION:
         print(f"warning: built for anny {ANNY_VERSION}, found {anny.__version__}", file=sys.stderr)
@@ -127,8 +130,6 @@ def _load_anny():
 
 def _sample_rest_models(model, n: int, seed: int):
     """Rest vertices ``(n, V, 3)`` and bone heads ``(n, 21, 3)`` for sampled adult phenotypes."""
-    import torch
-
     rng = np.random.default_rng(seed)
     labels = list(model.phenotype_labels)
     phen = np.stack([rng.uniform(*PHENOTYPE_RANGES.get(k, (0.0, 1.0)), n) for k in labels], 1)
@@ -173,8 +174,6 @@ def _smooth_weights(weights: np.ndarray, faces: np.ndarray, iters: int = WEIGHT_
     MakeHuman's weights change sharply at the knuckles; smoother weights fold the skin less in the
     creases of strongly flexed joints.
     """
-    import scipy.sparse as sp
-
     V = weights.shape[0]
     i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
     j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
@@ -203,8 +202,6 @@ def _tip_vertices(verts: np.ndarray, joints: np.ndarray, weights: np.ndarray) ->
 
 def _flatten(verts, heads, weights, model, tip_ids):
     """Flatten a batch of anny rest hands; returns flat vertices ``(S, V, 3)`` and joints ``(S, 16, 3)``."""
-    import torch
-
 
     labels = list(model.bone_labels)
     J = heads[:, [labels.index(b) for b in MANO_JOINT_BONES]]  # (S, 16, 3)
@@ -247,8 +244,6 @@ def _flatten(verts, heads, weights, model, tip_ids):
 
 def _canonical_frame(J):
     """Rotations ``(S, 3, 3)`` (rows = canonical axes in world coords) from flat-hand joints."""
-    import torch
-
     f = _normalize(J[:, 4] - J[:, 0])
     n = _normalize(torch.cross(J[:, 1] - J[:, 0], J[:, 7] - J[:, 0], dim=-1))
     y = _normalize(-(n - (n * f).sum(-1, keepdim=True) * f))
@@ -263,8 +258,6 @@ def _fit_regressor(V: np.ndarray, J: np.ndarray, k: int = 40) -> np.ndarray:
     ``V``: ``(S, Vn, 3)`` vertices, ``J``: ``(S, 16, 3)`` joints of the same hands. Each joint uses its
     ``k`` nearest template vertices; weights by non-negative least squares over all samples.
     """
-    from scipy.optimize import nnls
-
     mean_v = V.mean(0)
     reg = np.zeros((J.shape[1], V.shape[1]))
     for j in range(J.shape[1]):  # 16 small NNLS problems (build time only)
@@ -305,8 +298,6 @@ def _joint_limit_frames(J: np.ndarray, tips: np.ndarray) -> np.ndarray:
 
 def build_open_hand(n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: bool = True) -> dict:
     """Build the open hand model's arrays (right hand). Returns a dict ready for ``np.savez``."""
-    import torch
-
     t0 = time.time()
     log = (lambda *a: print(*a, file=sys.stderr)) if verbose else (lambda *a: None)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -400,25 +391,41 @@ def build_open_hand(n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: boo
     )
 
 
+def write_open_hand(out: str | Path = ASSET_PATH, n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: bool = True) -> Path:
+    """Build the open hand model (:func:`build_open_hand`) and write it to ``out`` (``.npz``, via a
+    temporary file moved into place) with ``NOTICE_open_hand.txt`` beside it; returns ``out``.
+
+    Raises:
+        IhmrError: the build-time dependency anny is not installed.
+    """
+    try:
+        import anny  # noqa: F401  (optional build-time dependency: imported lazily)
+    except ImportError:
+        raise IhmrError("building the open hand model needs the build-time dependency anny: "
+                        f"pip install anny=={ANNY_VERSION}") from None
+    out = Path(out)
+    arrays = build_open_hand(n_samples, seed, verbose=verbose)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(out)
+    (out.parent / "NOTICE_open_hand.txt").write_text(NOTICE.format(anny=ANNY_VERSION))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``python -m ihmr.handmodel.build [--out OUT] [--samples N] [--seed S]``."""
     ap = argparse.ArgumentParser(prog="python -m ihmr.handmodel.build", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ASSET_PATH, help="output .npz (default: the packaged asset)")
     ap.add_argument("--samples", type=int, default=NUM_SAMPLES)
     ap.add_argument("--seed", type=int, default=SEED)
     args = ap.parse_args(argv)
     try:
-        import anny  # noqa: F401
-    except ImportError:
-        print("error: building the open hand model needs the build-time dependency anny: "
-              f"pip install anny=={ANNY_VERSION}", file=sys.stderr)
+        out = write_open_hand(args.out, args.samples, args.seed)
+    except IhmrError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    arrays = build_open_hand(args.samples, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(args.out)
-    (args.out.parent / "NOTICE_open_hand.txt").write_text(NOTICE.format(anny=ANNY_VERSION))
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 
 

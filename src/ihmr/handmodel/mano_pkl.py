@@ -1,23 +1,11 @@
 """Load the official MANO model files (``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl``) safely, without chumpy.
 
 The files are Python-2 pickles of a dict holding numpy arrays, a ``scipy.sparse`` joint regressor
-and chumpy ``Ch`` objects. They are read by a *restricted* unpickler (:func:`read_mano_pickle`)
-whose ``find_class`` resolves only
-
-- numpy's array reconstruction (``numpy.core.multiarray._reconstruct`` / ``scalar``,
-  ``numpy.ndarray``, ``numpy.dtype``, also spelled ``numpy._core...``),
-- ``scipy.sparse`` csc/csr matrix classes (any of the ``scipy.sparse``, ``scipy.sparse.csc``,
-  ``scipy.sparse._csc``, ... spellings), replaced by an inert stand-in rebuilt as a real
-  scipy matrix from its recorded arrays afterwards,
-- chumpy classes (``chumpy.ch.Ch``, ``chumpy.ch_ops.*``, ``chumpy.reordering.*``, ...), replaced by
-  an inert stand-in that records the pickled state; a plain ``Ch`` yields its stored array
-  (state key ``'x'``), any other chumpy expression is refused with a clear error,
-- ``copyreg._reconstructor`` (for the stand-ins only), ``builtins.set`` / ``frozenset`` /
-  ``object`` and ``_codecs.encode`` restricted to latin-1 (how Python 3 writes bytes at protocol 2).
-
-Anything else (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...) is refused with
-:class:`ihmr.errors.UnsafePickleError` naming it; nothing named by the file is ever imported or
-called. chumpy itself is not needed (and not imported even where it is installed).
+and chumpy ``Ch`` objects. :func:`read_mano_pickle` reads them through the *restricted* unpickler of
+:mod:`ihmr.handmodel.safe_pickle` (numpy arrays, scipy.sparse matrices and plain chumpy arrays
+only; anything else is refused with :class:`ihmr.errors.UnsafePickleError`, nothing named by the
+file is ever imported or called). chumpy itself is not needed (and not imported even where it is
+installed).
 
 Conventions of the returned :class:`HandModelData` (see its docstring): pose relative to the flat
 hand (``flat_hand_mean=True``), ``faces`` = MANO's triangles plus a cap of the wrist hole made of
@@ -37,17 +25,18 @@ required).
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
 
 from ihmr.errors import InputError, ModelFileError, UnsafePickleError
 from ihmr.geometry.mesh import cap_holes, signed_volume
 from ihmr.geometry.rotations import axis_angle_to_matrix
 from ihmr.handmodel.data import NUM_JOINTS, HandModelData
+from ihmr.handmodel.lbs import batch_rigid_transform
+from ihmr.handmodel.safe_pickle import replace_stand_ins, restricted_loads
 
 __all__ = [
     "MANO_TIP_VERTEX_IDS",
@@ -59,7 +48,6 @@ __all__ = [
     "pca_to_axis_angle",
     "axis_angle_to_pca",
     "pose_from_mano_convention",
-    "pose_to_mano_convention",
 ]
 
 #: Fingertip vertices of MANO (thumb, index, middle, ring, pinky), as used by InterHand2.6M.
@@ -67,153 +55,6 @@ MANO_TIP_VERTEX_IDS = np.array([744, 320, 443, 554, 671], dtype=np.int64)
 MANO_URL = "https://mano.is.tue.mpg.de"
 _REQUIRED = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 _WHERE = f"Get the MANO model files (MANO_RIGHT.pkl, MANO_LEFT.pkl) from {MANO_URL} (registration and licence required)."
-
-
-# --------------------------------------------------------------------------------------------
-# Restricted unpickling
-# --------------------------------------------------------------------------------------------
-
-
-class _Stub:
-    """Inert stand-in for a pickled object of an allowed foreign class: records its state only."""
-
-    _origin = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_Stub":
-        obj = super().__new__(cls)
-        obj._args = args
-        obj._state = None
-        return obj
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # REDUCE calls cls(*args): keep inert
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], (dict, type(None))):
-            slots = state[1] if isinstance(state[1], dict) else {}
-            state = {**(state[0] or {}), **slots}
-        self._state = state
-
-    def __reduce__(self):  # never re-pickled
-        raise TypeError("stand-in objects cannot be pickled")
-
-    def __repr__(self) -> str:
-        return f"<stand-in for {self._origin}>"
-
-
-_STUB_CLASSES: dict[tuple[str, str], type] = {}
-
-
-class _ChStub(_Stub):
-    _origin = "chumpy"
-
-
-class _SparseStub(_Stub):
-    _origin = "scipy.sparse"
-    _format = "csc"
-
-
-def _stub_class(base: type, module: str, name: str, **attrs: Any) -> type:
-    key = (module, name)
-    if key not in _STUB_CLASSES:
-        _STUB_CLASSES[key] = type(f"_Stub_{name}", (base,), {"_origin": f"{module}.{name}", **attrs})
-    return _STUB_CLASSES[key]
-
-
-def _numpy_functions() -> dict[tuple[str, str], Any]:
-    try:  # numpy >= 2
-        from numpy._core import multiarray as ma
-    except ImportError:  # pragma: no cover - numpy 1.x without the alias
-        from numpy.core import multiarray as ma
-    out: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        out[(mod, "_reconstruct")] = ma._reconstruct
-        out[(mod, "scalar")] = ma.scalar
-    try:
-        from numpy._core.numeric import _frombuffer
-    except ImportError:  # pragma: no cover
-        from numpy.core.numeric import _frombuffer
-    for mod in ("numpy.core.numeric", "numpy._core.numeric"):
-        out[(mod, "_frombuffer")] = _frombuffer
-    return out
-
-
-_NUMPY_ALLOWED = _numpy_functions()
-_SPARSE_MODULES = {
-    "scipy.sparse", "scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr", "scipy.sparse._csr",
-    "scipy.sparse.compressed", "scipy.sparse._compressed", "scipy.sparse._arrays",
-}
-_SPARSE_CLASSES = {"csc_matrix", "csr_matrix", "csc_array", "csr_array"}
-_SAFE_BUILTINS = {"object": object, "set": set, "frozenset": frozenset}
-_LATIN1 = {"latin1", "latin_1", "latin-1", "iso8859_1", "iso-8859-1", "iso_8859_1", "l1"}
-
-
-def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """``_codecs.encode`` as Python 3 uses it in protocol-2 pickles of bytes (latin-1 only)."""
-    if not isinstance(obj, str) or str(encoding).lower() not in _LATIN1:
-        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r} in a MANO file")
-    return obj.encode("latin1", errors)
-
-
-def _stub_reconstructor(cls: Any, base: Any, state: Any) -> Any:
-    """``copyreg._reconstructor`` (protocol 0/1 pickles of new-style objects), stand-ins only."""
-    if not (isinstance(cls, type) and issubclass(cls, _Stub) and base is object and state is None):
-        raise UnsafePickleError(f"refusing copyreg._reconstructor({cls!r}, {base!r}, ...) in a MANO file")
-    return cls.__new__(cls)
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler resolving only the names listed in the module docstring; nothing is imported."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        key = (module, name)
-        if key in _NUMPY_ALLOWED:
-            return _NUMPY_ALLOWED[key]
-        if module in ("copyreg", "copy_reg") and name == "_reconstructor":
-            return _stub_reconstructor
-        if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
-            return _SAFE_BUILTINS[name]
-        if key == ("_codecs", "encode"):
-            return _latin1_encode
-        if (module == "chumpy" or module.startswith("chumpy.")) and name.isidentifier():
-            return _stub_class(_ChStub, module, name)
-        if module in _SPARSE_MODULES and name in _SPARSE_CLASSES:
-            return _stub_class(_SparseStub, module, name, _format=name[:3])
-        raise UnsafePickleError(
-            f"refusing to load {module}.{name} from a MANO file: only numpy arrays, scipy.sparse matrices "
-            "and chumpy arrays are allowed (nothing was imported or executed)"
-        )
-
-
-def _to_plain(value: Any, key: str, depth: int = 0) -> Any:
-    """Replace stand-ins by numpy arrays / scipy matrices."""
-    if isinstance(value, _ChStub):
-        state = value._state
-        x = state.get("x") if isinstance(state, dict) else None
-        if isinstance(x, _ChStub) and depth < 8:
-            x = _to_plain(x, key, depth + 1)
-        if isinstance(x, np.ndarray):
-            return np.asarray(x)
-        if isinstance(x, (int, float)) and not isinstance(x, bool):
-            return np.asarray(x, dtype=np.float64)
-        raise ModelFileError(
-            f"MANO entry '{key}' is a chumpy expression ({value._origin}) without a stored array value "
-            "('x'); only plain chumpy.ch.Ch arrays can be read without chumpy - re-export the file "
-            "with numpy arrays"
-        )
-    if isinstance(value, _SparseStub):
-        import scipy.sparse as sp
-
-        st = value._state if isinstance(value._state, dict) else {}
-        try:
-            shape = tuple(int(s) for s in st.get("_shape", st.get("shape")))
-            cls = sp.csc_matrix if value._format == "csc" else sp.csr_matrix
-            return cls((np.asarray(st["data"]), np.asarray(st["indices"]), np.asarray(st["indptr"])), shape=shape)
-        except Exception as e:
-            raise ModelFileError(f"MANO entry '{key}': malformed sparse matrix ({type(e).__name__}: {e})") from e
-    if isinstance(value, _Stub):  # pragma: no cover - no other stand-in kinds
-        raise ModelFileError(f"MANO entry '{key}': unsupported object {value!r}")
-    return value
 
 
 def read_mano_pickle(path: str | Path) -> dict:
@@ -235,14 +76,14 @@ def read_mano_pickle(path: str | Path) -> dict:
     except OSError as e:
         raise ModelFileError(f"cannot read MANO model file {path}: {e}") from e
     try:
-        obj = _RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        obj = restricted_loads(raw)
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}") from None
     except Exception as e:  # anything the pickle machinery raises on bad bytes
         raise ModelFileError(f"MANO model file {path} is truncated or corrupt ({type(e).__name__}: {e})") from e
     if not isinstance(obj, dict):
         raise ModelFileError(f"MANO model file {path} does not hold a dict (got {type(obj).__name__})")
-    return {str(k): _to_plain(v, str(k)) for k, v in obj.items()}
+    return {str(k): replace_stand_ins(v, str(k)) for k, v in obj.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,20 +92,11 @@ def read_mano_pickle(path: str | Path) -> dict:
 
 
 def _posed_joints(J: np.ndarray, parents: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    """Forward kinematics of the joints only: ``J (16, 3)``, ``pose (16, 3)`` -> ``(16, 3)``."""
-    import torch
-
-
-    R = axis_angle_to_matrix(torch.as_tensor(pose, dtype=torch.float64)).numpy()
-    G_R, G_t = [None] * len(J), [None] * len(J)
-    for j in range(len(J)):
-        p = int(parents[j])
-        if p < 0:
-            G_R[j], G_t[j] = R[j], J[j]
-        else:
-            G_R[j] = G_R[p] @ R[j]
-            G_t[j] = G_R[p] @ (J[j] - J[p]) + G_t[p]
-    return np.array(G_t)
+    """Forward kinematics of the joints only (:func:`ihmr.handmodel.lbs.batch_rigid_transform`):
+    ``J (16, 3)``, ``pose (16, 3)`` -> ``(16, 3)``."""
+    R = axis_angle_to_matrix(torch.as_tensor(pose, dtype=torch.float64))
+    posed, _ = batch_rigid_transform(R[None], torch.as_tensor(J, dtype=torch.float64)[None], torch.as_tensor(parents))
+    return posed[0].numpy()
 
 
 def infer_side(v_template: np.ndarray, J_regressor: np.ndarray, parents: np.ndarray,
@@ -492,8 +324,6 @@ def load_mano_dir(mano_dir: str | Path, side: str = "right", **kwargs: Any) -> H
 def _as_like(arr: Any, ref: Any) -> Any:
     """``arr`` as a torch tensor like ``ref`` when ``ref`` is one, else as a numpy array."""
     if type(ref).__module__.startswith("torch"):
-        import torch
-
         return torch.as_tensor(np.asarray(arr) if not isinstance(arr, torch.Tensor) else arr,
                                dtype=ref.dtype, device=ref.device)
     return np.asarray(arr)
@@ -550,7 +380,3 @@ def pose_from_mano_convention(theta: Any, hands_mean: Any) -> Any:
     default) -> relative to the flat hand (ihmr): ``theta + hands_mean``."""
     return theta + _as_like(hands_mean, theta)
 
-
-def pose_to_mano_convention(theta: Any, hands_mean: Any) -> Any:
-    """Inverse of :func:`pose_from_mano_convention`: ``theta - hands_mean``."""
-    return theta - _as_like(hands_mean, theta)

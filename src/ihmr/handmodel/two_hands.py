@@ -13,8 +13,9 @@ from ihmr.errors import InputError
 from ihmr.handmodel.layer import HandLayer, check_param
 from ihmr.handmodel.mano_pkl import load_mano_dir, load_mano_pkl
 from ihmr.handmodel.open_model import load_open_model
+from ihmr.version import __version__
 
-__all__ = ["TwoHandsOutput", "TwoHands", "load_hand_model", "load_hand_data"]
+__all__ = ["TwoHandsOutput", "TwoHands", "load_hand_model", "load_hand_data", "model_info"]
 
 ModelSource = Union[str, Path]
 
@@ -124,3 +125,16 @@ class TwoHands(nn.Module):
         verts = torch.stack([out_r.vertices + off_r, out_l.vertices + off_l], dim=1)
         joints = torch.stack([out_r.joints + off_r, out_l.joints + off_l], dim=1)
         return TwoHandsOutput(vertices=verts, joints=joints, beta=beta, phi=phi, theta=theta, tau=tau)
+
+
+def model_info(model: ModelSource = "open") -> dict:
+    """Facts about a two-hand model (what ``ihmr info`` prints): the ihmr version, the model's name,
+    vertex / face / shape-component counts of one hand, whether it has joint limits, its ``meta``.
+
+    Loads both hands (:class:`TwoHands`), so a mismatched pair raises as it would there.
+    """
+    d = TwoHands(model).right.data
+    return dict(
+        ihmr=__version__, model=d.name, vertices=d.num_vertices, faces=int(d.faces.shape[0]),
+        betas=d.num_betas, has_joint_limits=d.joint_limits is not None, meta=d.meta,
+    )

@@ -1,6 +1,7 @@
-"""Evaluation metrics in millimetres: MPJPE family, exact penetration AVE-P / MAX-P, subsets, tables."""
+"""Evaluation metrics in millimetres: pose errors (MPJPE family, :mod:`.pose`), exact penetration
+AVE-P / MAX-P and the interacting subsets (:mod:`.penetration`), per-sample metrics and tables
+(:mod:`.table`)."""
 
-from ihmr.metrics.errors import PoseError, i_mpjpe, i_mpvpe, mpjpe, mpvpe
 from ihmr.metrics.penetration import (
     PenetrationStats,
     closely_interacting_mask,
@@ -9,7 +10,8 @@ from ihmr.metrics.penetration import (
     penetration_depths,
     penetration_stats,
 )
-from ihmr.metrics.table import MetricsTable, SampleMetrics, evaluate, metrics_table
+from ihmr.metrics.pose import PoseError, i_mpjpe, i_mpvpe, mpjpe, mpvpe
+from ihmr.metrics.table import MetricsTable, SampleMetrics, metrics_table, sample_metrics
 
 __all__ = [
     "PoseError",
@@ -24,7 +26,7 @@ __all__ = [
     "interacting_mask",
     "closely_interacting_mask",
     "SampleMetrics",
-    "evaluate",
+    "sample_metrics",
     "MetricsTable",
     "metrics_table",
 ]

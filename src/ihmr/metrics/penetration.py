@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ihmr.collision.exact import penetration_depths
-from ihmr.metrics.errors import as_two_hand
+from ihmr.metrics.pose import as_two_hand
 
 __all__ = [
     "PenetrationStats",

@@ -11,10 +11,10 @@ from typing import Mapping, Optional
 import numpy as np
 
 from ihmr.io.files import atomic_write
-from ihmr.metrics.errors import PoseError, i_mpjpe, i_mpvpe, mpjpe, mpvpe
 from ihmr.metrics.penetration import PenetrationStats, penetration_stats
+from ihmr.metrics.pose import PoseError, i_mpjpe, i_mpvpe, mpjpe, mpvpe
 
-__all__ = ["SampleMetrics", "evaluate", "MetricsTable", "metrics_table"]
+__all__ = ["SampleMetrics", "sample_metrics", "MetricsTable", "metrics_table"]
 
 
 @dataclass
@@ -37,8 +37,8 @@ class SampleMetrics:
         return out
 
 
-def evaluate(pred_joints, gt_joints, valid=None, pred_vertices=None, faces=None, gt_vertices=None) -> SampleMetrics:
-    """All metrics per sample: joints ``(B, 2, 21, 3)`` / ``(B, 42, 3)`` metres, vertices ``(B, 2, V, 3)``."""
+def sample_metrics(pred_joints, gt_joints, valid=None, pred_vertices=None, faces=None, gt_vertices=None) -> SampleMetrics:
+    """All metrics per sample (a :class:`SampleMetrics`): joints ``(B, 2, 21, 3)`` / ``(B, 42, 3)`` metres, vertices ``(B, 2, V, 3)``."""
     res = SampleMetrics(mpjpe=mpjpe(pred_joints, gt_joints, valid), i_mpjpe=i_mpjpe(pred_joints, gt_joints, valid))
     if pred_vertices is not None and faces is not None:
         res.penetration = penetration_stats(pred_vertices, faces)

@@ -34,7 +34,6 @@ __all__ = ["HAND_COLORS", "MESH_FORMATS", "export_hand", "export_hand_obj", "exp
 HAND_COLORS = np.array([[235, 150, 100, 255], [90, 140, 230, 255]], dtype=np.uint8)
 #: Supported file suffixes and the trimesh file type written for each.
 MESH_FORMATS = {".obj": "obj", ".ply": "ply", ".glb": "glb"}
-_SUFFIXES = MESH_FORMATS  # backwards-compatible alias
 
 
 
