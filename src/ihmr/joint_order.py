@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
 from ihmr.errors import InputError
 
@@ -147,8 +148,6 @@ def _as_array(x: Any) -> Any:
 def _take(x: Any, idx: np.ndarray, axis: int) -> Any:
     """Gather ``idx`` along ``axis`` (numpy: a copy; torch: ``index_select``, differentiable)."""
     if hasattr(x, "index_select") and hasattr(x, "device"):
-        import torch
-
         return x.index_select(axis, torch.as_tensor(idx, dtype=torch.long, device=x.device))
     return np.take(x, idx, axis=axis)
 

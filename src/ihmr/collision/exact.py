@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import igl
 import numpy as np
 import torch
 from torch import Tensor
@@ -161,8 +162,6 @@ def find_penetrations(vertices: Tensor, faces: Tensor) -> PenetrationQuery:
         vertices: ``(B, 2, V, 3)``.
         faces: ``(2, F, 3)`` closed, outward oriented.
     """
-    import igl
-
     v = vertices.detach().to(torch.float64).cpu().numpy()
     f = [np.ascontiguousarray(torch.as_tensor(faces[h]).cpu().numpy().astype(np.int64)) for h in range(2)]
     out = {k: [] for k in ("batch", "hand", "vertex", "face")}

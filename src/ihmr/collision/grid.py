@@ -10,6 +10,7 @@ of the other hand use the grid's own centre and scale (the release used the quer
 
 from __future__ import annotations
 
+import igl
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,8 +41,6 @@ def psi_grid(vertices: Tensor, faces: Tensor, grid_size: int = 32) -> tuple[Tens
     Returns:
         psi ``(B, N, N, N)`` indexed ``[z, y, x]`` (metres), centres ``(B, 3)``, half-sides ``(B,)``.
     """
-    import igl
-
     if grid_size < 2:
         raise InputError(f"grid_size must be >= 2, got {grid_size}")
     centre, half = grid_bounds(vertices.detach())

@@ -12,6 +12,7 @@ import io
 import math
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
 
 __all__ = [
     "SKIN_SRGB",
@@ -52,8 +53,6 @@ def skin(rng: np.random.Generator) -> tuple[np.ndarray, float]:
 
 def value_noise(rng: np.random.Generator, S: int, octaves: int = 4) -> np.ndarray:
     """Fractal value noise ``(S, S)`` in [0, 1] from bicubically upsampled random grids."""
-    from PIL import Image
-
     acc = np.zeros((S, S))
     amp, total = 1.0, 0.0
     cells = int(rng.integers(2, 5))
@@ -77,8 +76,6 @@ def random_color(rng: np.random.Generator) -> np.ndarray:
 
 def random_background(rng: np.random.Generator, S: int, skin_srgb: np.ndarray) -> np.ndarray:
     """A procedural background ``(S, S, 3)`` uint8: gradient / noise texture / blobs, plus shapes."""
-    from PIL import Image, ImageDraw, ImageFilter
-
     yy, xx = np.mgrid[0:S, 0:S] / max(S - 1, 1)
     kind = rng.choice(["linear", "radial", "noise", "blobs"], p=[0.25, 0.15, 0.35, 0.25])
     c0, c1 = random_color(rng), random_color(rng)
@@ -154,8 +151,6 @@ def photograph(rng: np.random.Generator, rgba: np.ndarray, background: np.ndarra
     """The rendered hands ``rgba (S, S, 4)`` uint8 (premultiplied alpha) over ``background (S, S, 3)``
     uint8, with random exposure and brightness, sometimes blur and noise: the image ``(S, S, 3)``
     uint8 and its JPEG bytes (``quality`` 1-100)."""
-    from PIL import Image, ImageFilter
-
     S = rgba.shape[0]
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
     # The MSAA resolve mixes the hands with the (black, transparent) clear colour: premultiplied.
