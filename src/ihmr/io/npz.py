@@ -1,4 +1,6 @@
-"""The ``.npz`` files of ``ihmr refine``: reading with validation, writing results."""
+"""``.npz`` files: writing them atomically (:func:`write_npz`) and the refinement format of
+``ihmr refine`` / ``ihmr bench refine`` (:data:`NPZ_KEYS`, read with validation by
+:func:`read_refine_input`)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,26 @@ from pathlib import Path
 import numpy as np
 
 from ihmr.errors import InputError
+from ihmr.io.files import atomic_write
 
-__all__ = ["REQUIRED", "GT_KEYS", "read_refine_input"]
+__all__ = ["NPZ_KEYS", "REQUIRED", "GT_KEYS", "OPTIONAL", "write_npz", "read_refine_input"]
+
+#: ``.npz`` keys and shapes (N samples). Parameters: metres / radians, hand 0 = right.
+NPZ_KEYS = {
+    "beta": "(N, 2, 10) predicted shapes (simulated stage I)",
+    "phi": "(N, 2, 3) predicted global orientations, axis-angle",
+    "theta": "(N, 2, 45) predicted finger poses, axis-angle relative to the flat hand",
+    "tau": "(N, 3) predicted left wrist - right wrist (m)",
+    "cam": "(N, 3) weak-perspective camera (s, tx, ty): uv = s * (xy + t)",
+    "j3d": "(N, 42, 3) joint-head 3D joints (m), MANO order, right hand first, right wrist at the origin",
+    "j2d": "(N, 42, 2) joint-head 2D joints in normalised image coordinates [-1, 1]",
+    "gt_beta": "(N, 2, 10)", "gt_phi": "(N, 2, 3)", "gt_theta": "(N, 2, 45)", "gt_tau": "(N, 3)",
+    "gt_j3d": "(N, 42, 3) ground-truth joints (m), same frame as j3d",
+    "valid": "(N, 42) bool, joint validity",
+    "contact": "(N,) int index into ihmr.data.synthetic.CONTACTS",
+    "gt_sep": "(N, 3) unit direction along which the left hand was slid to first contact (optional)",
+    "meta": "JSON string: seed, sigma_mm, model, CONTACTS",
+}
 
 #: Required arrays and their shapes (``None`` = the sample count N).
 REQUIRED = {
@@ -54,3 +74,12 @@ def read_refine_input(path: str | Path, require_gt: bool = False) -> dict[str, n
     if "valid" in d:
         d["valid"] = d["valid"].astype(bool)
     return d
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compressed: bool = True) -> Path:
+    """Write ``arrays`` to ``path`` as ``.npz`` (zip-deflated unless ``compressed`` is False),
+    atomically (:func:`ihmr.io.files.atomic_write`)."""
+    path = Path(path)
+    with atomic_write(path) as fh:
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+    return path

@@ -14,7 +14,7 @@ import numpy as np
 
 from ihmr.data.interhand.annotations import FIELDS, STR_FIELDS, SkippedSample
 from ihmr.data.interhand.files import InterHandFiles
-from ihmr.io.files import atomic_write
+from ihmr.io.npz import write_npz
 
 __all__ = ["CACHE_VERSION", "cache_key", "cache_path", "save_cache", "load_cache", "default_cache_dir"]
 
@@ -43,8 +43,7 @@ def save_cache(path: Path, key: str, arrays: dict[str, np.ndarray], skipped: lis
     """Write the parsed arrays and the skipped records atomically; remove older caches of the split."""
     meta = json.dumps({"key": key, "version": CACHE_VERSION, "has_mano": has_mano,
                        "skipped": [[s.image_id, s.file_name, s.reason] for s in skipped]})
-    with atomic_write(path) as fh:
-        np.savez(fh, __meta__=np.array(meta), **arrays)
+    write_npz(path, {"__meta__": np.array(meta), **arrays}, compressed=False)
     for old in path.parent.glob(path.name.split(".ihmr-cache.")[0] + ".ihmr-cache.*.npz"):
         if old != path:
             try:
