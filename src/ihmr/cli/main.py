@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from ihmr.cli.console import console_log
 from ihmr.cli.demo import add_demo_parser
 from ihmr.cli.eval import add_eval_parser
 from ihmr.cli.example import add_example_parser
@@ -22,7 +23,8 @@ __all__ = ["main", "build_parser"]
 
 
 def _cmd_build_model(args: argparse.Namespace) -> int:
-    out = write_open_hand(ASSET_PATH if args.out is None else args.out, n_samples=args.samples, seed=args.seed)
+    with console_log("ihmr.handmodel.build", info_to_stderr=True):  # the [build] progress lines
+        out = write_open_hand(ASSET_PATH if args.out is None else args.out, n_samples=args.samples, seed=args.seed)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 

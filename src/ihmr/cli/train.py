@@ -8,17 +8,14 @@ gloo on CPU, nccl on GPU); only rank 0 writes files.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
-import logging
-import sys
 import time
-from typing import Iterator
 
 import numpy as np
 import torch
 
+from ihmr.cli.console import console_log
 from ihmr.data.synthetic import load_npz, make_synthetic, save_npz
 from ihmr.distributed import init_from_env, is_main, shutdown
 from ihmr.errors import InputError
@@ -111,7 +108,7 @@ def _cmd_train_stage1(args: argparse.Namespace) -> int:
         progress=not args.no_progress, labels=args.labels,
     )
     try:
-        with _console_log("ihmr.stage1"):
+        with console_log("ihmr.stage1"):
             summary = train_stage1(cfg)
         if is_main():
             print(json.dumps(summary, indent=1, default=float))
@@ -119,36 +116,6 @@ def _cmd_train_stage1(args: argparse.Namespace) -> int:
         shutdown()
     return 0
 
-
-class _ConsoleHandler(logging.Handler):
-    """INFO lines to stdout as they are, warnings and errors to stderr as ``ihmr: message`` (the
-    streams looked up at every line, flushed)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            msg = self.format(record)
-            if record.levelno >= logging.WARNING:
-                stream, msg = sys.stderr, f"ihmr: {msg}"
-            else:
-                stream = sys.stdout
-            stream.write(msg + "\n")
-            stream.flush()
-        except Exception:  # noqa: BLE001 - logging must never raise
-            self.handleError(record)
-
-
-@contextlib.contextmanager
-def _console_log(name: str) -> Iterator[None]:
-    """Show the INFO and higher messages of logger ``name`` on the console while the block runs."""
-    logger = logging.getLogger(name)
-    handler, level = _ConsoleHandler(logging.INFO), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def training_pairs(hands64, path, n: int, seed: int, progress: bool = True):

