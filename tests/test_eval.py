@@ -111,11 +111,10 @@ def test_eval_per_sample_invariants(one_process, eval_setup):
     # Ground-truth meshes come from exact parameters: the baseline's MPVPE is finite and the MPJPE
     # matches an independent computation from the annotations.
     import ihmr
-    from ihmr.data.interhand import load_interhand
-    from ihmr.experiments.evaluation import resolve_split
+    from ihmr.data.interhand import find_split_files, load_interhand
     from ihmr.metrics import mpjpe
 
-    ann = load_interhand(resolve_split(eval_setup[0], "test"), cache_dir=False)
+    ann = load_interhand(find_split_files(eval_setup[0], "test"), cache_dir=False)
     hands = ihmr.TwoHands("open", dtype=torch.float64)
     t = lambda k: torch.as_tensor(z[f"none__{k}"])  # noqa: E731
     joints = hands(t("beta"), t("phi"), t("theta"), t("tau")).joints

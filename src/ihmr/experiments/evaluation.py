@@ -36,7 +36,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ihmr.data.interhand import SUBSETS, InterHandDataset, find_split_files, load_interhand
-from ihmr.data.synth import read_ihmr_params
+from ihmr.data.synth import PARAMS_FILE, read_ihmr_params
 from ihmr.distributed import rank_world
 from ihmr.errors import InputError
 from ihmr.handmodel import TwoHands
@@ -53,7 +53,6 @@ __all__ = [
     "SUBSET_NAMES",
     "EvalConfig",
     "EvalReport",
-    "resolve_split",
     "load_gt_params",
     "shard_indices",
     "run_stage1",
@@ -115,19 +114,6 @@ class EvalReport:
 
 
 # ------------------------------------------------------------------------------------------ data
-def resolve_split(data: str | Path, split: str = "test"):
-    """The :class:`~ihmr.data.interhand.InterHandFiles` of ``split`` under ``data``.
-
-    Accepts the ``ihmr synth`` / InterHand2.6M layout (``data/annotations/<split>/*_data.json`` with
-    images in ``data/images/<split>/``) or a folder holding the ``*_data.json`` files directly (images
-    in ``<folder>/../../images/<split>`` when that exists, else relative to the folder).
-    """
-    root = Path(data)
-    if not root.is_dir():
-        raise InputError(f"--data {root}: no such folder")
-    return find_split_files(root, split)
-
-
 def load_gt_params(files, ann, model: str) -> Optional[dict[str, np.ndarray]]:
     """Exact ground-truth parameters of the samples ``ann`` from ``ihmr_params.json`` beside the
     annotation files (written by ``ihmr synth``), when made for the hand model ``model``.
@@ -135,7 +121,7 @@ def load_gt_params(files, ann, model: str) -> Optional[dict[str, np.ndarray]]:
     Returns ``beta (N, 2, 10)``, ``phi (N, 2, 3)``, ``theta (N, 2, 45)``, ``tau (N, 3)``,
     ``origin (N, 3)`` metres (world = hand frame + origin, no rotation), or None.
     """
-    path = Path(files.data).parent / "ihmr_params.json"
+    path = Path(files.data).parent / PARAMS_FILE
     if not path.is_file():
         return None
     try:
@@ -251,7 +237,7 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
     if "mlp" in cfg.refine:
         hands32 = TwoHands(arch.model, dtype=torch.float32)
         refiner = load_refiner(cfg.refiner, hands32)
-    files = resolve_split(cfg.data, cfg.split)
+    files = find_split_files(cfg.data, cfg.split)
     ann = load_interhand(files, cache_dir=cfg.cache_dir, warn=main)
     if cfg.limit is not None:
         ann = ann.select(np.arange(min(cfg.limit, len(ann))))

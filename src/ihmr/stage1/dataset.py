@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ihmr.data.interhand import InterHandDataset, load_interhand
+from ihmr.data.interhand import InterHandDataset, find_split_files, load_interhand
 from ihmr.errors import InputError
 from ihmr.geometry.crop import normalise_image, pixels_to_normalised
 from ihmr.stage1.augment import AugmentConfig, augment_sample
 from ihmr.stage1.config import TrainStage1Config
-from ihmr.stage1.labels import find_split, param_labels
+from ihmr.stage1.labels import param_labels
 from ihmr.stage1.losses import Stage1Targets
 
 __all__ = ["Stage1TrainData", "ResumableShardSampler", "targets_from_batch", "build_data"]
@@ -128,7 +128,7 @@ def build_data(cfg: TrainStage1Config, hands, rank: int) -> tuple[Stage1TrainDat
     shows the loader's warnings."""
 
     def load(split: str):
-        files = find_split(cfg.data, split)
+        files = find_split_files(cfg.data, split)
         ann_dir = files.data.parent
         with warnings.catch_warnings():
             if rank != 0:

@@ -17,23 +17,13 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ihmr.data.interhand import find_split_files
-from ihmr.data.synth import read_ihmr_params
+from ihmr.data.synth import PARAMS_FILE, read_ihmr_params
 from ihmr.errors import InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["find_split", "param_labels"]
+__all__ = ["param_labels"]
 
 log = logging.getLogger(__name__)
-
-
-def find_split(data: str | Path, split: str):
-    """The :class:`~ihmr.data.interhand.InterHandFiles` of a split (layouts: see
-    :func:`ihmr.data.interhand.find_split_files`)."""
-    root = Path(data)
-    if not root.is_dir():
-        raise InputError(f"data folder {str(root)!r} does not exist")
-    return find_split_files(root, split)
 
 
 def param_labels(ann, ann_dir: Path, hands, mode: str = "auto") -> tuple[Optional[dict[str, np.ndarray]], str]:
@@ -45,7 +35,7 @@ def param_labels(ann, ann_dir: Path, hands, mode: str = "auto") -> tuple[Optiona
     file gives ``pose = phi + (theta - hands_mean)`` and ``shape`` (``tau`` then comes from the 3D joints);
     in ``auto`` mode it is used only with a MANO hand model (its parameters are MANO's).
     """
-    path = ann_dir / "ihmr_params.json"
+    path = ann_dir / PARAMS_FILE
     if mode in ("auto", "ihmr") and path.is_file():
         rec = read_ihmr_params(path, ann.capture, ann.frame_idx)
         beta, phi, theta, tau, models = rec.beta, rec.phi, rec.theta, rec.tau, rec.models

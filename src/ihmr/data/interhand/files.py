@@ -76,7 +76,7 @@ def find_split_files(
     """
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"InterHand2.6M annotation folder {root} does not exist")
+        raise InputError(f"data folder {str(root)!r} does not exist")
     images: Optional[Path] = None
     if (root / "annotations" / split).is_dir():  # the data set's root, official layout
         root, images = root / "annotations" / split, root / "images" / split

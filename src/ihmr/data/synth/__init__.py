@@ -20,6 +20,7 @@ number of workers, and a run with a larger ``n`` extends a smaller one.
 
 from ihmr.data.synth.format import (
     CAPTURE,
+    PARAMS_FILE,
     POSE_CHUNK,
     SEQ_NAME,
     IhmrParams,
@@ -44,4 +45,5 @@ __all__ = [
     "POSE_CHUNK",
     "CAPTURE",
     "SEQ_NAME",
+    "PARAMS_FILE",
 ]

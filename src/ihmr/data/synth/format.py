@@ -54,6 +54,7 @@ __all__ = [
     "SEQ_NAME",
     "CAMERA_BASE",
     "FORMAT_VERSION",
+    "PARAMS_FILE",
     "image_relpath",
     "annotation_paths",
     "IhmrParams",
@@ -77,13 +78,17 @@ def image_relpath(idx: int) -> str:
     return f"Capture{CAPTURE}/{SEQ_NAME}/cam{CAMERA_BASE + idx}/image{idx:05d}.jpg"
 
 
+#: The exact parameters file beside a split's annotation files.
+PARAMS_FILE = "ihmr_params.json"
+
+
 def annotation_paths(out: str | Path, split: str) -> dict[str, Path]:
     """The annotation files written for a split."""
     a = Path(out) / "annotations" / split
     stem = f"InterHand2.6M_{split}"
     return dict(
         data=a / f"{stem}_data.json", camera=a / f"{stem}_camera.json", joint_3d=a / f"{stem}_joint_3d.json",
-        mano=a / f"{stem}_MANO_NeuralAnnot.json", ihmr=a / "ihmr_params.json", manifest=a / "synth_manifest.json",
+        mano=a / f"{stem}_MANO_NeuralAnnot.json", ihmr=a / PARAMS_FILE, manifest=a / "synth_manifest.json",
         parts=a / ".parts",
     )
 
