@@ -2,7 +2,7 @@
 
 Every loss returns a scalar: the mean over the *valid* entries only (masked entries get exactly zero
 gradient; with no valid entry the loss is 0, still attached to the graph). Masks are per hand
-``(B, 2)`` for parameters and per joint ``(B, 2, 21)`` for joints; :class:`ihmr.stage1.losses.Stage1Loss`
+``(B, 2)`` for parameters and per joint ``(B, 2, 21)`` for joints; :class:`ihmr.stage1.loss.Stage1Loss`
 combines the per-joint validity with per-hand presence.
 
 Joints are ``(B, 2, 21, C)`` in MANO order (hand 0 = right); the flat joint-head layout ``(B, 42, C)``

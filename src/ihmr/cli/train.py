@@ -8,23 +8,17 @@ gloo on CPU, nccl on GPU); only rank 0 writes files.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 
-import numpy as np
 import torch
 
 from ihmr.cli.console import console_log
-from ihmr.data.synthetic import load_npz, make_synthetic, save_npz
+from ihmr.data.synthetic import save_npz
 from ihmr.distributed import init_from_env, is_main, shutdown
 from ihmr.errors import InputError
 from ihmr.handmodel import TwoHands
-from ihmr.io.files import atomic_write
-from ihmr.joint_order import to_two_hand
-from ihmr.metrics import closely_interacting_mask
-from ihmr.refine import refine_opt
-from ihmr.refine.mlp_train import TrainMLPConfig, train_mlp_refiner
+from ihmr.refine.mlp_train import TrainMLPConfig, opt_labels, train_mlp_refiner, training_pairs, write_step_log
 from ihmr.stage1.train import TrainStage1Config, train_stage1
 
 __all__ = ["add_train_parser", "training_pairs"]
@@ -118,16 +112,6 @@ def _cmd_train_stage1(args: argparse.Namespace) -> int:
 
 
 
-def training_pairs(hands64, path, n: int, seed: int, progress: bool = True):
-    """Closely interacting training pairs: from ``path`` or generated (close contact kinds only)."""
-    if path is not None:
-        data = load_npz(path)
-    else:
-        data = make_synthetic(n, seed=seed, hands=hands64, progress=progress,
-                              contacts=["palm_to_palm", "clasped", "interlaced", "holding_fingers"])
-    close = closely_interacting_mask(to_two_hand(data.gt_j3d, "mano").numpy())
-    return data, data.subset(torch.as_tensor(np.flatnonzero(close)))
-
 
 def _cmd_train_mlp(args: argparse.Namespace) -> int:
 
@@ -138,10 +122,7 @@ def _cmd_train_mlp(args: argparse.Namespace) -> int:
         full, data = training_pairs(hands64, args.data, args.n, args.data_seed, progress=rank == 0)
         if args.save_data and rank == 0 and args.data is None:
             save_npz(args.save_data, full)
-        labels = None
-        if args.labels == "opt":
-            res = refine_opt(hands64, data.pred, data.j3d, data.j2d, data.cam, progress=rank == 0)
-            labels = res.params
+        labels = opt_labels(hands64, data, progress=rank == 0) if args.labels == "opt" else None
         if rank == 0:
             print(f"{len(data)} closely interacting training pairs of {len(full)} ({time.perf_counter() - t0:.1f} s); {world} process(es)")
         cfg = TrainMLPConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, sigma_mm=args.sigma, seed=args.seed)
@@ -153,11 +134,7 @@ def _cmd_train_mlp(args: argparse.Namespace) -> int:
             refiner.config.info["train_seconds"] = round(time.perf_counter() - t0, 1)
             refiner.save(args.out)
             if args.log:
-                keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("factor", "epoch", "step"), k))
-                with atomic_write(args.log, "w") as fh:
-                    w = csv.DictWriter(fh, fieldnames=keys)
-                    w.writeheader()
-                    w.writerows(rows)
+                write_step_log(args.log, rows)
             print(json.dumps({"out": str(args.out), "history": history[-len(cfg.factors):]}, indent=1, default=float))
     finally:
         shutdown()

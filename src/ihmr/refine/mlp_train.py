@@ -18,25 +18,29 @@ averaged with ``all_reduce``, so N processes follow the same trajectory as one.
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
-from ihmr import losses as L
+import ihmr.losses as L
 from ihmr.collision.spheres import proxy_collision
-from ihmr.data.synthetic import SyntheticSet, resimulate
+from ihmr.data.synthetic import SyntheticSet, load_npz, make_synthetic, resimulate
 from ihmr.distributed import rank_world
 from ihmr.errors import InputError
 from ihmr.geometry.camera import project_weak_perspective
 from ihmr.handmodel.two_hands import TwoHands
+from ihmr.io.files import atomic_write
 from ihmr.joint_order import to_two_hand
-from ihmr.refine.factorized import FACTORS
+from ihmr.metrics import closely_interacting_mask
+from ihmr.refine.factorized import FACTORS, refine_opt
 from ihmr.refine.mlp import (
     MLPRefineConfig,
     MLPRefiner,
@@ -48,7 +52,7 @@ from ihmr.refine.mlp import (
     refine_stage,
 )
 
-__all__ = ["TrainMLPConfig", "train_mlp_refiner", "LOSS_WEIGHTS"]
+__all__ = ["TrainMLPConfig", "train_mlp_refiner", "training_pairs", "opt_labels", "write_step_log", "LOSS_WEIGHTS"]
 
 #: Loss weights: Eq. 5 (pose, tau, 3D joints, shape regulariser, 2D joints) and the collision term.
 LOSS_WEIGHTS = {"pose": 10.0, "shape": 10.0, "tau": 10.0, "j3d": 10.0, "reg": 0.1, "j2d": 10.0, "col": 10.0}
@@ -207,3 +211,31 @@ def train_mlp_refiner(
         steps_per_epoch_last=steps_per_epoch, data_meta={k: v for k, v in data.meta.items() if k != "contacts"},
     )
     return refiner.eval(), history
+
+
+def training_pairs(hands64, path, n: int, seed: int, progress: bool = True) -> tuple[SyntheticSet, SyntheticSet]:
+    """``(all pairs, the closely interacting ones)`` for training: from the benchmark ``.npz`` at
+    ``path`` or generated (``n`` pairs, ``seed``; close contact kinds only)."""
+    if path is not None:
+        data = load_npz(path)
+    else:
+        data = make_synthetic(n, seed=seed, hands=hands64, progress=progress,
+                              contacts=["palm_to_palm", "clasped", "interlaced", "holding_fingers"])
+    close = closely_interacting_mask(to_two_hand(data.gt_j3d, "mano").numpy())
+    return data, data.subset(torch.as_tensor(np.flatnonzero(close)))
+
+
+def opt_labels(hands64, data: SyntheticSet, progress: bool = True) -> dict[str, Tensor]:
+    """Pseudo labels for ``--labels opt``: the OPT refinement (:func:`ihmr.refine.refine_opt`) of the
+    simulated stage-I parameters ``data.pred`` against the joint head."""
+    return refine_opt(hands64, data.pred, data.j3d, data.j2d, data.cam, progress=progress).params
+
+
+def write_step_log(path, rows: list[dict]) -> None:
+    """The per-step training log (``train_mlp_refiner(log=rows.append)``) as CSV, written atomically;
+    columns: factor, epoch, step, then the others sorted."""
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("factor", "epoch", "step"), k))
+    with atomic_write(path, "w") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)

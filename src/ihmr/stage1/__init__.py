@@ -2,7 +2,7 @@
 losses, and analytic IK from 3D joints."""
 
 from ihmr.stage1.ik import IKResult, hand_ik, kabsch_rotation
-from ihmr.stage1.losses import LOSS_WEIGHTS, Stage1Loss, Stage1Targets
+from ihmr.stage1.loss import LOSS_WEIGHTS, Stage1Loss, Stage1Targets
 from ihmr.stage1.network import (
     NUM_PARAMS,
     Stage1Net,

@@ -22,7 +22,7 @@ from ihmr.geometry.crop import normalise_image, pixels_to_normalised
 from ihmr.stage1.augment import AugmentConfig, augment_sample
 from ihmr.stage1.config import TrainStage1Config
 from ihmr.stage1.labels import param_labels
-from ihmr.stage1.losses import Stage1Targets
+from ihmr.stage1.loss import Stage1Targets
 
 __all__ = ["Stage1TrainData", "ResumableShardSampler", "targets_from_batch", "build_data"]
 

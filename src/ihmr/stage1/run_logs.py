@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from ihmr.io.files import atomic_write
-from ihmr.stage1.losses import LOSS_WEIGHTS
+from ihmr.stage1.loss import LOSS_WEIGHTS
 
 __all__ = ["TRAIN_COLUMNS", "VAL_COLUMNS", "CsvLog", "truncate_csv", "plot_curve"]
 

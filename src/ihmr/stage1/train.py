@@ -6,7 +6,7 @@ Data: InterHand2.6M-format splits (real files or ``ihmr synth`` output) through
 (joint losses only), rotated into the camera frame (:mod:`ihmr.stage1.labels`).
 
 Loop (:class:`~ihmr.stage1.trainer.Trainer`): Adam, cosine decay of the learning rate over all steps
-of ``epochs`` epochs, the release's loss weights (:class:`~ihmr.stage1.losses.Stage1Loss`), the
+of ``epochs`` epochs, the release's loss weights (:class:`~ihmr.stage1.loss.Stage1Loss`), the
 augmentation of :mod:`ihmr.stage1.augment` seeded per ``(seed, epoch, index)``. Under ``torchrun``
 the model is wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU,
 :func:`ihmr.distributed.init_from_env`); ``batch`` is the global batch, each of the ``N`` processes

@@ -2,7 +2,7 @@
 data, network, optimiser), resume, open the logs, train an epoch, validate, save, close.
 
 Loop: Adam (fused where possible), cosine decay of the learning rate over all steps of ``epochs``
-epochs, :class:`~ihmr.stage1.losses.Stage1Loss`, optional mixed precision on GPU. Under ``torchrun``
+epochs, :class:`~ihmr.stage1.loss.Stage1Loss`, optional mixed precision on GPU. Under ``torchrun``
 the model is wrapped in DistributedDataParallel (SyncBatchNorm on GPU); rank 0 validates and writes
 every file. See :mod:`ihmr.stage1.train` for the files of a run.
 """
@@ -35,7 +35,7 @@ from ihmr.io.files import atomic_write
 from ihmr.metrics import i_mpjpe, mpjpe
 from ihmr.stage1.config import TrainStage1Config
 from ihmr.stage1.dataset import ResumableShardSampler, build_data, targets_from_batch
-from ihmr.stage1.losses import Stage1Loss
+from ihmr.stage1.loss import Stage1Loss
 from ihmr.stage1.network import load_resnet_weights
 from ihmr.stage1.rng import rng_state, set_rng_state
 from ihmr.stage1.run_logs import TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, plot_curve, truncate_csv
