@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ihmr.errors import InputError
 from ihmr.geometry.camera import project_weak_perspective
-from ihmr.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ihmr.geometry.rotations import axis_angle_to_matrix, axis_rotation, matrix_to_axis_angle
 from ihmr.handmodel.limits import JointLimits
 from ihmr.handmodel.two_hands import TwoHands
 from ihmr.io.npz import NPZ_KEYS, read_refine_input, write_npz
@@ -58,12 +58,6 @@ CONTACT_WEIGHTS = (0.2, 0.06, 0.2, 0.2, 0.2, 0.07, 0.07)
 #: Max depth (m) still counted as touching when placing the ground truth.
 CONTACT_TOLERANCE = 0.0003
 
-
-def _rot(axis: str, angle: Tensor) -> Tensor:
-    """Rotation matrices ``(B, 3, 3)`` about a coordinate axis."""
-    aa = torch.zeros(angle.shape[0], 3, dtype=angle.dtype)
-    aa[:, "xyz".index(axis)] = angle
-    return axis_angle_to_matrix(aa)
 
 
 @dataclass
@@ -131,24 +125,24 @@ def _placements(kind: Tensor, g: torch.Generator, dt: torch.dtype):
         c = int(m.sum())
         if c == 0:
             continue
-        flip = _rot("z", torch.full((c,), pi, dtype=dt))  # left palm facing the right palm
+        flip = axis_rotation("z", torch.full((c,), pi, dtype=dt))  # left palm facing the right palm
         if name in ("palm_to_palm", "near_miss"):
-            Rk = flip @ _rot("y", (rnd(c) - 0.5) * 0.5)
+            Rk = flip @ axis_rotation("y", (rnd(c) - 0.5) * 0.5)
             s, st, b = [0.0, -1.0, 0.0], [-0.04, 0.0, 0.0], [0.0, 0.15, 0.0, 0.15, 0.8]
         elif name == "fingertips":
-            Rk = _rot("y", (rnd(c) - 0.5) * 0.4) @ _rot("x", (rnd(c) - 0.5) * 0.6)
+            Rk = axis_rotation("y", (rnd(c) - 0.5) * 0.4) @ axis_rotation("x", (rnd(c) - 0.5) * 0.6)
             s, st, b = [-1.0, 0.0, 0.0], [-0.16, -0.02, 0.0], [0.3, 0.5, 0.3, 0.5, 0.3]
         elif name == "clasped":
-            Rk = flip @ _rot("y", (0.1 + 0.1 * rnd(c)) * pi * torch.sign(rnd(c) - 0.5))
+            Rk = flip @ axis_rotation("y", (0.1 + 0.1 * rnd(c)) * pi * torch.sign(rnd(c) - 0.5))
             s, st, b = [0.0, -1.0, 0.0], [-0.04, 0.0, 0.01], [0.65, 0.9, 0.65, 0.9, 0.8]
         elif name == "interlaced":
-            Rk = flip @ _rot("y", (rnd(c) - 0.5) * 0.4)
+            Rk = flip @ axis_rotation("y", (rnd(c) - 0.5) * 0.4)
             s, st, b = [0.0, -1.0, 0.0], [-0.04, 0.0, 0.01], [0.35, 0.7, 0.35, 0.7, 0.9]
         elif name == "holding_fingers":
-            Rk = flip @ _rot("y", (rnd(c) - 0.5) * 0.6)
+            Rk = flip @ axis_rotation("y", (rnd(c) - 0.5) * 0.6)
             s, st, b = [0.0, -1.0, 0.0], [-0.07, 0.0, 0.0], [0.0, 0.15, 0.45, 0.75, 0.5]
         else:  # crossed: left hand across the back of the right one
-            Rk = _rot("y", (0.4 + 0.2 * rnd(c)) * pi * torch.sign(rnd(c) - 0.5))
+            Rk = axis_rotation("y", (0.4 + 0.2 * rnd(c)) * pi * torch.sign(rnd(c) - 0.5))
             s, st, b = [0.0, 1.0, 0.0], [-0.05, 0.0, 0.0], [0.0, 0.4, 0.0, 0.4, 0.3]
         R[m] = Rk
         sep[m] = torch.tensor(s, dtype=dt)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ihmr.detect.landmarks import rot2d
+from ihmr.geometry.rotations import rotation_2d
 
 __all__ = ["PALM_INPUT", "palm_anchors", "letterbox", "decode_palms"]
 
@@ -63,6 +63,6 @@ def decode_palms(reg: np.ndarray, logit: np.ndarray, anchors: np.ndarray, S: int
         d = middle - wrist
         a = float(np.arctan2(d[0], -d[1]))
         side = float(wh.max())
-        crop = (float(score[k]), c + rot2d(a) @ np.array([0.0, -0.5 * side]), 2.6 * side, a)
+        crop = (float(score[k]), c + rotation_2d(a) @ np.array([0.0, -0.5 * side]), 2.6 * side, a)
         out.append((float(score[k]), np.stack([c - wh / 2, c + wh / 2]), crop))
     return out

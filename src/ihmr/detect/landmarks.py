@@ -11,8 +11,10 @@ from typing import Optional
 
 import numpy as np
 
+from ihmr.geometry.rotations import rotation_2d
+
 __all__ = ["CHIRALITY_MIN", "ROI_SCALE", "ROI_SHIFT", "HandDetection", "Detections", "chirality", "chirality_side",
-           "overlap", "landmark_roi", "rot2d", "box_iou"]
+           "overlap", "landmark_roi", "box_iou"]
 
 #: Tracking crop (MediaPipe's hand_landmark_landmarks_to_roi): 2 x the palm-side landmarks' box,
 #: shifted by 0.1 of its height towards the fingers.
@@ -66,11 +68,6 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b, axis=1).mean()) / size
 
 
-def rot2d(a: float) -> np.ndarray:
-    """The 2D rotation matrix ``(2, 2)`` of angle ``a`` (radians)."""
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s], [s, c]])
-
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of the axis-aligned boxes of two point sets ``(N, 2)`` (e.g. the
@@ -90,7 +87,7 @@ def landmark_roi(xy: np.ndarray, scale: float = ROI_SCALE, shift: float = ROI_SH
     tip = 0.5 * (0.5 * (xy[_INDEX_MCP] + xy[_RING_MCP]) + xy[_MIDDLE_MCP])
     d = tip - xy[_WRIST]
     a = float(np.arctan2(d[0], -d[1]))
-    R = rot2d(a)
+    R = rotation_2d(a)
     pts = xy[list(_ROI_LANDMARKS)]
     q = (pts - pts.mean(0)) @ R  # into the upright frame
     lo, hi = q.min(0), q.max(0)

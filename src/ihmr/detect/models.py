@@ -14,8 +14,9 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from ihmr.detect.landmarks import HandDetection, rot2d
+from ihmr.detect.landmarks import HandDetection
 from ihmr.errors import IhmrError
+from ihmr.geometry.rotations import rotation_2d
 
 __all__ = ["MIN_PRESENCE", "PalmModel", "LandmarkModel", "LegacyHands", "open_models", "mediapipe_modules"]
 
@@ -69,7 +70,7 @@ class LandmarkModel:
         ``angle`` (radians; the crop's up direction is the image direction ``(sin a, -cos a)``); None
         when its presence score is below ``min_presence``."""
         s = max(float(size), 8.0)
-        R = rot2d(angle)
+        R = rotation_2d(angle)
         A = (s / 224.0) * R  # crop pixel -> image pixel
         b = np.array([cx, cy]) - A @ np.array([112.0, 112.0])
         patch = Image.fromarray(image).transform(

@@ -7,7 +7,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["project_weak_perspective", "project_perspective", "world_to_camera", "project_points", "weak_to_perspective"]
+from ihmr.errors import InputError
+
+__all__ = ["project_weak_perspective", "project_perspective", "world_to_camera", "project_points", "weak_to_perspective", "look_at"]
 
 
 def project_weak_perspective(points: Tensor, cam: Tensor) -> Tensor:
@@ -69,3 +71,23 @@ def weak_to_perspective(cam: np.ndarray, affine: np.ndarray, size: int, K: np.nd
     c0 = 2.0 * a * c / size + (2.0 * b + 1.0) / size - 1.0
     txy = np.asarray(cam[1:3], dtype=np.float64) - c0 / s
     return np.array([txy[0], txy[1], tz])
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, -1.0, 0.0])) -> np.ndarray:
+    """World-to-camera ``(4, 4)`` (OpenCV convention) for a camera at ``eye`` looking at ``target``.
+
+    ``up`` is the world direction that should point up in the image (OpenCV: image up = -y).
+    """
+    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-9:
+        raise InputError("look_at: 'up' is parallel to the viewing direction")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])  # rows: camera axes in world coordinates
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = -R @ eye
+    return T

@@ -10,6 +10,7 @@ This module is the project's only implementation of these conversions.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,6 +25,8 @@ __all__ = [
     "swing_rotation",
     "skew",
     "rotation_z",
+    "axis_rotation",
+    "rotation_2d",
 ]
 
 _SMALL = 1e-6
@@ -166,3 +169,17 @@ def rotation_z(angle_rad: float):
     ihmr's OpenCV convention: in image pixels, x right and y down, its top-left 2x2 block rotates
     offsets from the principal point the same way)."""
     return axis_angle_to_matrix(torch.tensor([0.0, 0.0, float(angle_rad)], dtype=torch.float64)).numpy()
+
+
+def axis_rotation(axis: str, angle: Tensor) -> Tensor:
+    """Rotation matrices ``(B, 3, 3)`` by ``angle (B,)`` (radians) about the coordinate axis ``axis``
+    (``"x"``, ``"y"`` or ``"z"``)."""
+    aa = torch.zeros(angle.shape[0], 3, dtype=angle.dtype)
+    aa[:, "xyz".index(axis)] = angle
+    return axis_angle_to_matrix(aa)
+
+
+def rotation_2d(a: float) -> np.ndarray:
+    """The 2D rotation matrix ``(2, 2)`` of angle ``a`` (radians)."""
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s], [s, c]])

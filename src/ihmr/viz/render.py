@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from ihmr.errors import IhmrError, InputError
+from ihmr.geometry.camera import look_at
 from ihmr.geometry.rotations import axis_angle_to_matrix
 
-__all__ = ["CV_TO_GL", "MeshSpec", "load_pyrender", "render_meshes", "look_at", "orbit_views", "render_views", "tile"]
+__all__ = ["CV_TO_GL", "MeshSpec", "load_pyrender", "render_meshes", "orbit_views", "render_views", "tile"]
 
 #: OpenCV camera axes (x right, y down, z forward) -> OpenGL camera axes (x right, y up, z backward),
 #: ``(4, 4)``: a camera-to-world pose in OpenCV convention times this is pyrender's camera pose.
@@ -79,25 +80,6 @@ def _renderer(W: int, H: int):
         r = _RENDERERS[(W, H)] = pyrender.OffscreenRenderer(W, H)
     return r
 
-
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, -1.0, 0.0])) -> np.ndarray:
-    """World-to-camera ``(4, 4)`` (OpenCV convention) for a camera at ``eye`` looking at ``target``.
-
-    ``up`` is the world direction that should point up in the image (OpenCV: image up = -y).
-    """
-    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:
-        raise InputError("look_at: 'up' is parallel to the viewing direction")
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])  # rows: camera axes in world coordinates
-    T = np.eye(4)
-    T[:3, :3] = R
-    T[:3, 3] = -R @ eye
-    return T
 
 
 def render_meshes(

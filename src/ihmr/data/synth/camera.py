@@ -9,8 +9,8 @@ from typing import Optional
 
 import numpy as np
 
+from ihmr.geometry.camera import look_at
 from ihmr.geometry.rotations import rotation_z
-from ihmr.viz.render import look_at
 
 __all__ = ["random_camera"]
 
