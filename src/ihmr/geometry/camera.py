@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ihmr.errors import InputError
 
-__all__ = ["project_weak_perspective", "project_perspective", "world_to_camera", "project_points", "weak_to_perspective", "look_at"]
+__all__ = ["project_weak_perspective", "project_perspective", "world_to_camera", "project_points", "weak_to_perspective", "look_at", "intrinsics"]
 
 
 def project_weak_perspective(points: Tensor, cam: Tensor) -> Tensor:
@@ -91,3 +91,9 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
     T[:3, :3] = R
     T[:3, 3] = -R @ eye
     return T
+
+
+def intrinsics(width: int, height: int, focal: float) -> np.ndarray:
+    """Pinhole intrinsics ``K (3, 3)`` of a ``width x height`` image: focal length ``focal`` pixels,
+    principal point at the image centre ``(width / 2, height / 2)``."""
+    return np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])

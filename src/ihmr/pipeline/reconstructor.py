@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import numpy as np
 import torch
 
 from ihmr.detect import HandDetector
+from ihmr.geometry.camera import intrinsics
 from ihmr.handmodel import TwoHands
 from ihmr.io.images import load_image
 from ihmr.pipeline.pairing import pair_hands, place_pair, unpaired
@@ -24,14 +24,10 @@ from ihmr.pipeline.results import Result
 from ihmr.pipeline.sources import LandmarkSource, NetworkSource, Stage1Source
 from ihmr.stage1.weights import load_stage1
 
-__all__ = ["Reconstructor", "reconstruct", "intrinsics"]
+__all__ = ["Reconstructor", "reconstruct", "DEFAULT_FOCAL"]
 
-
-def intrinsics(W: int, H: int, focal: Optional[float] = None) -> np.ndarray:
-    """Intrinsics ``K (3, 3)`` of a ``W x H`` image: focal ``focal`` pixels (default 1.2 x the longer
-    side), principal point at the image centre."""
-    f = float(focal) if focal else 1.2 * max(W, H)
-    return np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
+#: The focal length of a photo without one, in units of its longer side.
+DEFAULT_FOCAL = 1.2
 
 
 class Reconstructor:
@@ -86,7 +82,7 @@ class Reconstructor:
         t0 = time.perf_counter()
         img = load_image(image)
         H, W = img.shape[:2]
-        K = intrinsics(W, H, focal)
+        K = intrinsics(W, H, float(focal) if focal else DEFAULT_FOCAL * max(W, H))
         t["load"] = time.perf_counter() - t0
         init = self.source(img, K, boxes)
         t.update(init.timings_s)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ihmr.errors import IhmrError, InputError
-from ihmr.geometry.camera import look_at
+from ihmr.geometry.camera import intrinsics, look_at
 from ihmr.geometry.rotations import axis_angle_to_matrix
 
 __all__ = ["CV_TO_GL", "MeshSpec", "load_pyrender", "render_meshes", "orbit_views", "render_views", "tile"]
@@ -171,7 +171,7 @@ def orbit_views(
     radius = max(float(np.linalg.norm(pts - centre, axis=1).max()), 1e-6)
     dist = margin * radius / np.tan(fov / 2)
     f = 0.5 * size / np.tan(fov / 2)
-    K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])
+    K = intrinsics(size, size, f)
     out = []
     for name in views:
         if name not in _VIEWS:

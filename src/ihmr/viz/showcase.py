@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ihmr.geometry.camera import intrinsics
 from ihmr.geometry.mesh import is_watertight, signed_volume
 from ihmr.geometry.rotations import matrix_to_axis_angle, mirror_axis_angle
 from ihmr.handmodel import TwoHands
@@ -119,7 +120,7 @@ def write_showcase(out: str | Path = "out", model: str = "open", size: int = 480
     centre = 0.5 * (allv.reshape(-1, 3).min(0) + allv.reshape(-1, 3).max(0))
     radius = float(np.linalg.norm(allv.reshape(-1, 3) - centre, axis=1).max())
     f = tiles_px * 0.5 / np.tan(0.3)
-    Kt = np.array([[f, 0, tiles_px / 2], [0, f, tiles_px / 2], [0, 0, 1.0]])
+    Kt = intrinsics(tiles_px, tiles_px, f)
     shift = -centre + np.array([0.0, 0.0, 1.15 * radius / np.tan(0.3)])
     imgs = [render_meshes([MeshSpec(v + shift, faces[0], HAND_COLORS[0])], Kt, (tiles_px, tiles_px))[0] for v in allv]
     cols = max(n, 6)
