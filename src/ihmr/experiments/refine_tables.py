@@ -104,12 +104,15 @@ def table_variants(table: str, base: RefineConfig) -> list[tuple[str, RefineConf
     raise InputError(f"no variants for table {table!r} (only '3' and '4')")
 
 
-def _row(name: str, before: dict, after: Optional[dict], mask: np.ndarray, seconds: Optional[float], n: int) -> dict:
+def _row(name: str, before: dict, after: Optional[dict], seconds: Optional[float]) -> dict:
+    """A table row: the means of the per-sample metrics ``before`` / ``after`` refinement (``after``
+    None: the baseline row) and the speed of a refinement that took ``seconds``."""
     m = after if after is not None else before
-    row = {"method": name, "n": int(mask.sum())}
+    n = len(before["ave_p_mm"])
+    row = {"method": name, "n": n}
     for k in _METRICS:
-        row[k] = float(np.mean(m[k][mask]))
-        row[f"{k}_before"] = float(np.mean(before[k][mask]))
+        row[k] = float(np.mean(m[k]))
+        row[f"{k}_before"] = float(np.mean(before[k]))
     row["samples_per_s"] = None if seconds is None else n / seconds
     return row
 
@@ -124,13 +127,12 @@ def _run_rows(hands: TwoHands, data, gt: torch.Tensor, idx: torch.Tensor, varian
     """The baseline row and one row per ``(name, cfg)`` of OPT on the samples ``idx``."""
     rows = []
     sub_gt = gt[idx]
-    every = np.ones(len(idx), bool)
     before = evaluate_params(hands, {k: v[idx] for k, v in data.pred.items()}, sub_gt)
-    rows.append(_row(_BASELINE, before, None, every, None, len(idx)))
+    rows.append(_row(_BASELINE, before, None, None))
     for name, cfg in variants:
         res = _refine(hands, data, idx, cfg, batch)
         after = evaluate_params(hands, res.params, sub_gt)
-        row = _row(name, before, after, every, res.seconds, len(idx))
+        row = _row(name, before, after, res.seconds)
         worse = ((res.e_col_after > res.e_col_before + 1e-12) | (res.e3d_after > res.e3d_before + 1e-12)).sum()
         row["samples_worse_on_a_criterion"] = int(worse)
         rows.append(row)
@@ -145,8 +147,7 @@ def _mlp_row(cfg: BenchRefineConfig, hands: TwoHands, data, gt: torch.Tensor, id
     mcfg = MLPRefineConfig(factors=cfg.refine.factors, verify=cfg.refine.verify, collision=cfg.verify_collision)
     res = run_mlp(cfg.model, pred, data.j3d[idx], data.j2d[idx], mcfg, refiner, batch_size=cfg.mlp_batch)
     after = evaluate_params(hands, res.params, sub_gt)
-    row = _row(f"IHMR-MLP ({cfg.verify_collision} verification, B = {cfg.mlp_batch})", before, after,
-               np.ones(len(idx), bool), res.seconds, len(idx))
+    row = _row(f"IHMR-MLP ({cfg.verify_collision} verification, B = {cfg.mlp_batch})", before, after, res.seconds)
     row["samples_worse_on_a_criterion"] = int(((res.e_col_after > res.e_col_before) | (res.e3d_after > res.e3d_before)).sum())
     row["samples_worse_exact_collision"] = int((after["ave_p_mm"] > before["ave_p_mm"] + 1e-9).sum())
     row["accepted"] = {k: int(v.sum()) for k, v in res.accepted.items()}
@@ -252,7 +253,7 @@ def run_refine_tables(cfg: BenchRefineConfig, echo: Optional[Callable[[str], Non
             before = evaluate_params(hands, d2.pred, g2)
             res = _refine(hands, d2, idx, base, cfg.batch)
             after = evaluate_params(hands, res.params, g2)
-            rows.append(_row(f"OPT, joint-head sigma {sigma:.0f} mm", before, after, np.ones(len(idx), bool), res.seconds, len(idx)))
+            rows.append(_row(f"OPT, joint-head sigma {sigma:.0f} mm", before, after, res.seconds))
         echo(_a4_markdown(rows, cfg.n_ablation))
         report["tables"]["A4"] = rows
     return report

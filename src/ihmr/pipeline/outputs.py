@@ -18,6 +18,7 @@ from PIL import Image
 
 from ihmr.collision.exact import penetration_depths
 from ihmr.io.files import atomic_write
+from ihmr.pipeline.pairing import unpaired
 from ihmr.pipeline.results import Result
 from ihmr.version import __version__
 from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
@@ -63,16 +64,14 @@ def write_outputs(result: Result, image: np.ndarray, folder: Path, *, image_name
     H, W = image.shape[:2]
     faces = res.faces
     side_idx = {"right": 0, "left": 1}
-    paired = {k for p in res.pairs for k in (p.right, p.left)}
     # Overlay with penetrating regions of each pair highlighted.
     specs = []
     for p in res.pairs:
         v = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
         cols = penetration_colours(v, faces, HAND_COLORS)
         specs += [MeshSpec(v[0], faces[0], cols[0]), MeshSpec(v[1], faces[1], cols[1])]
-    for k, h in enumerate(res.hands):
-        if k not in paired:
-            specs.append(MeshSpec(h.vertices, faces[side_idx[h.side]], HAND_COLORS[side_idx[h.side]]))
+    for h in (res.hands[k] for k in unpaired(res.hands, res.pairs)):
+        specs.append(MeshSpec(h.vertices, faces[side_idx[h.side]], HAND_COLORS[side_idx[h.side]]))
     rgb, _, mask = render_meshes(specs, res.K, (W, H), background=image)
     blend = np.where(mask[..., None], (0.75 * rgb + 0.25 * image).astype(np.uint8), image)
     with atomic_write(folder / "overlay.png") as fh:
