@@ -8,12 +8,13 @@ file and an interrupted write leaves none behind.
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator, Sequence
 
-__all__ = ["atomic_write", "umask_mode", "write_text", "write_bytes"]
+__all__ = ["atomic_write", "umask_mode", "write_text", "write_bytes", "write_csv"]
 
 
 @contextlib.contextmanager
@@ -61,3 +62,12 @@ def write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -
     with atomic_write(path, "wb") as fh:
         fh.write(data)
     os.chmod(path, umask_mode() if mode is None else mode)
+
+
+def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[dict]) -> None:
+    """Write ``rows`` (dicts keyed by ``columns``) as CSV with a header, atomically
+    (:func:`atomic_write`)."""
+    with atomic_write(path, "w") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(columns))
+        w.writeheader()
+        w.writerows(rows)

@@ -18,7 +18,6 @@ averaged with ``all_reduce``, so N processes follow the same trajectory as one.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from ihmr.distributed import rank_world
 from ihmr.errors import InputError
 from ihmr.geometry.camera import project_weak_perspective
 from ihmr.handmodel.two_hands import TwoHands
-from ihmr.io.files import atomic_write
+from ihmr.io.files import write_csv
 from ihmr.joint_order import to_two_hand
 from ihmr.metrics import closely_interacting_mask
 from ihmr.refine.factorized import FACTORS, refine_opt
@@ -235,7 +234,4 @@ def write_step_log(path, rows: list[dict]) -> None:
     """The per-step training log (``train_mlp_refiner(log=rows.append)``) as CSV, written atomically;
     columns: factor, epoch, step, then the others sorted."""
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("factor", "epoch", "step"), k))
-    with atomic_write(path, "w") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(path, keys, rows)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from ihmr.io.files import atomic_write
+from ihmr.io.files import atomic_write, write_csv
 from ihmr.stage1.loss import LOSS_WEIGHTS
 
 __all__ = ["TRAIN_COLUMNS", "VAL_COLUMNS", "CsvLog", "truncate_csv", "plot_curve"]
@@ -51,10 +51,7 @@ def truncate_csv(path: Path, key: str, last: int) -> None:
     if cols is None:
         return
 
-    with atomic_write(path, "w") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        w.writerows(r for r in rows if r.get(key) not in (None, "") and int(float(r[key])) <= last)
+    write_csv(path, cols, (r for r in rows if r.get(key) not in (None, "") and int(float(r[key])) <= last))
 
 
 def plot_curve(run_dir: Path) -> Optional[Path]:
