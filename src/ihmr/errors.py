@@ -22,3 +22,12 @@ class ModelFileError(IhmrError, ValueError):
 
 class UnsafePickleError(ModelFileError):
     """A pickle asked for a class that the restricted unpickler does not allow."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line for a batch's progress output and summary: the message of an
+    :class:`IhmrError`, ``"Type: message"`` of any other exception (newlines folded)."""
+    msg = " ".join(str(exc).split())
+    if isinstance(exc, IhmrError):
+        return msg or type(exc).__name__
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
