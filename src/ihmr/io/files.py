@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
 
-__all__ = ["atomic_write", "umask_mode", "write_text", "write_bytes", "write_csv"]
+from ihmr.errors import InputError
+
+__all__ = ["atomic_write", "umask_mode", "write_text", "write_bytes", "write_csv", "ensure_writable_folder"]
 
 
 @contextlib.contextmanager
@@ -71,3 +73,26 @@ def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[di
         w = csv.DictWriter(fh, fieldnames=list(columns))
         w.writeheader()
         w.writerows(rows)
+
+
+def ensure_writable_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check that a file can be made in it; returns it as a Path.
+
+    Raises:
+        InputError: it cannot be created, is not a folder (e.g. a file) or is not writable (one line).
+    """
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"output path {str(out)!r} is not a folder") from None
+    except OSError as e:
+        raise InputError(f"cannot create output folder {str(out)!r}: {e.strerror or e}") from e
+    if not out.is_dir():
+        raise InputError(f"output path {str(out)!r} is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".ihmr-probe."):
+            pass
+    except OSError as e:
+        raise InputError(f"output folder {str(out)!r} is not writable: {e.strerror or e}") from e
+    return out

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from ihmr.data.synth.format import (
 )
 from ihmr.data.synth.renderer import SampleRenderer
 from ihmr.errors import InputError
-from ihmr.io.files import write_bytes, write_text
+from ihmr.io.files import ensure_writable_folder, write_bytes, write_text
 
 __all__ = ["SynthConfig", "generate"]
 
@@ -106,23 +105,6 @@ def _work(task: tuple, on_done: Optional[Callable[[], None]] = None) -> list[int
     return list(idxs)
 
 
-def _check_writable(out: Path) -> None:
-    """Create ``out`` if needed and check a file can be made in it (:class:`InputError` if not)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create output folder {str(out)!r}: {e.strerror or e}") from e
-    if not out.is_dir():
-        raise InputError(f"output path {str(out)!r} is not a folder")
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(f"output folder {str(out)!r} is not writable")
-    try:
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".synth-probe."):
-            pass
-    except OSError as e:
-        raise InputError(f"output folder {str(out)!r} is not writable: {e.strerror or e}") from e
-
-
 def generate(cfg: SynthConfig) -> dict:
     """Render ``cfg.n`` samples and write the InterHand2.6M-format files; returns the manifest.
 
@@ -131,7 +113,7 @@ def generate(cfg: SynthConfig) -> dict:
     """
     cfg.check()
     out = Path(cfg.out)
-    _check_writable(out)
+    ensure_writable_folder(out)
     paths = annotation_paths(out, cfg.split)
     images = out / "images" / cfg.split
     parts = paths["parts"]
