@@ -8,11 +8,12 @@ Without those variables everything runs as a single process.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_from_env", "rank_world", "is_main", "shutdown"]
+__all__ = ["init_from_env", "rank_world", "is_main", "gather_objects", "shutdown"]
 
 
 def init_from_env(backend: str | None = None) -> tuple[int, int]:
@@ -33,6 +34,16 @@ def rank_world() -> tuple[int, int]:
 
 def is_main() -> bool:
     return rank_world()[0] == 0
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every process's ``obj`` (picklable), in rank order, on every process; ``[obj]`` alone."""
+    rank, world = rank_world()
+    if world == 1:
+        return [obj]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def shutdown() -> None:

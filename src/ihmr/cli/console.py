@@ -32,15 +32,17 @@ class ConsoleHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def console_log(name: str, info_to_stderr: bool = False) -> Iterator[None]:
-    """Show the INFO and higher messages of logger ``name`` on the console while the block runs
-    (:class:`ConsoleHandler`)."""
+def console_log(name: str, info_to_stderr: bool = False, level: int = logging.INFO) -> Iterator[None]:
+    """Show the messages of logger ``name`` from ``level`` up on the console while the block runs
+    (:class:`ConsoleHandler`; they do not also reach the handlers of the logger's parents)."""
     logger = logging.getLogger(name)
-    handler, level = ConsoleHandler(logging.INFO, info_to_stderr), logger.level
+    handler, old = ConsoleHandler(level, info_to_stderr), (logger.level, logger.propagate)
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)
+    logger.propagate = False
     try:
         yield
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(level)
+        logger.setLevel(old[0])
+        logger.propagate = old[1]

@@ -1,31 +1,41 @@
-"""``ihmr demo``: reconstruct the hands in photos and write overlay, views, meshes and JSON."""
+"""``ihmr demo``: reconstruct the hands in photos and write overlay, views, meshes and JSON
+(the batch is :func:`ihmr.pipeline.batch.run_batch`; under ``torchrun`` each process takes a share)."""
 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
+import math
 import sys
-import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ihmr.errors import IhmrError, InputError
-from ihmr.io.images import load_image
+from ihmr.distributed import init_from_env, shutdown
+from ihmr.errors import InputError
+from ihmr.io.files import ensure_writable_folder
 from ihmr.pipeline import Reconstructor
-from ihmr.pipeline.outputs import is_complete, write_outputs
+from ihmr.pipeline.batch import IMAGE_SUFFIXES, BatchOptions, BatchReport, collect_images, run_batch
 
-__all__ = ["add_demo_parser", "collect_images", "parse_box"]
+__all__ = ["add_demo_parser", "bundled_examples", "parse_box", "positive_focal"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+def positive_focal(text: str) -> float:
+    """``--focal``: a finite number of pixels > 0 (argparse type)."""
+    try:
+        f = float(text)
+    except ValueError:
+        f = math.nan
+    if not (math.isfinite(f) and f > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of pixels > 0, got {text!r}")
+    return f
 
 
 def add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="reconstruct two interacting hands from photos (MediaPipe + IK + OPT refinement)")
+    p = sub.add_parser("demo", help="reconstruct two interacting hands from photos (MediaPipe + IK + OPT refinement)",
+                       description="One folder per image under --out. Exit status: 0 all done, 1 some image failed "
+                                   "(one line each), 2 bad usage (nothing run), 130 interrupted. Under torchrun "
+                                   "(torchrun --nproc-per-node N -m ihmr demo ...) each process takes a share.")
     p.add_argument("inputs", nargs="*", help="images, folders or glob patterns (default: the bundled examples)")
     p.add_argument("--out", default="out", help="output folder; one subfolder per image (default: out)")
-    p.add_argument("--focal", type=float, default=None, help="focal length in pixels (default: from a sidecar JSON, else 1.2 x the longer side)")
+    p.add_argument("--focal", type=positive_focal, default=None, help="focal length in pixels (default: from a sidecar JSON, else 1.2 x the longer side)")
     p.add_argument("--box", default=None, help="x,y,w,h region holding the hands (helps closely interacting hands)")
     p.add_argument("--refine", choices=["opt", "mlp", "none"], default="opt",
                    help="collision refinement: OPT (gradient optimisation, default), the learned MLP refiners, or none")
@@ -34,8 +44,10 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--checkpoint", default=None,
                    help="stage-I network checkpoint (ihmr train stage1): the network replaces MediaPipe + IK as stage I "
                         "(MediaPipe, the sidecar or --box only give the crop around both hands; the checkpoint's hand model replaces --model)")
-    p.add_argument("--resume", action="store_true", help="skip images whose results are complete")
+    p.add_argument("--resume", action="store_true",
+                   help="skip images whose folder holds a complete result of the same file (path and content) and options")
     p.add_argument("--model", default="open", help="'open' or a folder with the MANO pickles")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -44,48 +56,36 @@ def bundled_examples() -> list[Path]:
     return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def collect_images(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """Expand files, folders and globs; returns (images, problems). Missing paths are problems."""
-    out, problems = [], []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif any(ch in item for ch in "*?["):
-            hits = sorted(Path(h) for h in glob.glob(item, recursive=True) if Path(h).is_file())
-            if not hits:
-                problems.append(f"{item}: no file matches")
-            out += hits
-        else:
-            out.append(p)  # a missing file is reported when it is processed
-    seen, unique = set(), []
-    for p in out:
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
-            unique.append(p)
-    return unique, problems
-
-
-def _sidecar(image: Path) -> dict:
-    """Optional ``<image>.json`` beside an image: {"boxes": [[x, y, w, h], ...], "focal": f}."""
-    side = image.with_suffix(".json")
-    if side.is_file():
-        try:
-            return json.loads(side.read_text())
-        except json.JSONDecodeError:
-            return {}
-    return {}
-
-
 def parse_box(text: str) -> list[float]:
-    """``"x,y,w,h"`` -> ``[x, y, w, h]`` (pixels); InputError unless four numbers with positive w, h."""
+    """``"x,y,w,h"`` -> ``[x, y, w, h]`` (pixels); InputError unless four finite numbers with positive w, h."""
     try:
         box = [float(x) for x in text.split(",")]
     except ValueError:
         box = []
-    if len(box) != 4 or not (box[2] > 0 and box[3] > 0):
+    if len(box) != 4 or not all(math.isfinite(x) for x in box) or not (box[2] > 0 and box[3] > 0):
         raise InputError(f"--box must be x,y,w,h with positive w, h, got {text!r}")
     return box
+
+
+def _resolved(path: str | None, keep: tuple[str, ...] = ()) -> str | None:
+    return path if path is None or path in keep else str(Path(path).resolve())
+
+
+def _print_summary(report: BatchReport, problems: list[str], out: Path) -> None:
+    print("\n| image | status | hands | AVE-P/MAX-P mm before -> after | seconds |")
+    print("|---|---|---|---|---|")
+    for p in problems:
+        print(f"| {p.split(': ')[0]} | FAILED: {p.split(': ', 1)[-1]} |  |  |  |")
+    for r in report.items:
+        status = r.status if r.folder == Path(r.image).stem else f"{r.status} (folder {r.folder})"
+        hands = "" if r.hands is None else str(r.hands)
+        secs = "" if r.seconds is None else f"{r.seconds:.2f}"
+        print(f"| {Path(r.image).name} | {status} | {hands} | {r.pen or ('-' if r.hands else '')} | {secs} |")
+    done = sum(r.status in ("ok", "one hand only", "no pair") for r in report.items)
+    skipped = sum(r.status == "skipped (complete)" for r in report.items)
+    left = sum(r.status == "not run (interrupted)" for r in report.items)
+    print(f"\n{done} done, {skipped} skipped, {report.failed + len(problems)} failed"
+          + (f", {left} not run (interrupted)" if report.interrupted else "") + f"; results in {out}/")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -93,45 +93,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for msg in problems:
         print(f"ihmr demo: {msg}", file=sys.stderr)
     if not images:
-        print("ihmr demo: no images to process", file=sys.stderr)
-        return 2
+        raise InputError("no images to process" + (f" ({len(problems)} input(s) unusable)" if problems else ""))
     box = parse_box(args.box) if args.box else None
-    out = Path(args.out)
-    rec = None
-    if args.checkpoint:  # a missing or corrupt checkpoint is a usage error (exit 2), not a per-image failure
-        rec = Reconstructor(args.model, refine="none" if args.no_refine else args.refine, refiner=args.refiner,
-                            checkpoint=args.checkpoint)
-    rows, failed = [], len(problems)
-    for img_path in tqdm(images, desc="ihmr demo", unit="image"):
-        folder = out / img_path.stem
-        if args.resume and is_complete(folder):
-            rows.append((img_path.name, "skipped (complete)", "", "", ""))
-            continue
-        t0 = time.perf_counter()
-        try:
-            image = load_image(img_path)
-            side = _sidecar(img_path)
-            boxes = [box] if box else side.get("boxes", [])
-            focal = args.focal or side.get("focal")
-            if rec is None:
-                rec = Reconstructor(args.model, refine="none" if args.no_refine else args.refine, refiner=args.refiner,
-                                    checkpoint=args.checkpoint)
-            res = rec(image, focal=focal, boxes=boxes)
-            doc = write_outputs(res, image, folder, image_name=str(img_path),
-                                hand_model=args.model if not args.checkpoint else rec.hands.model_name)
-            n = len(res.hands)
-            pen = "; ".join(f"{p['ave_p_mm_before']:.2f}/{p['max_p_mm_before']:.1f} -> {p['ave_p_mm_after']:.2f}/{p['max_p_mm_after']:.1f}" for p in doc["pairs"])
-            status = "ok" if res.pairs else ("one hand only" if n == 1 else "no pair")
-            rows.append((img_path.name, status, str(n), pen or "-", f"{time.perf_counter() - t0:.2f}"))
-            if not res.pairs:
-                tqdm.write(f"ihmr demo: {img_path}: {'one hand only, reconstructed alone' if n == 1 else 'hands found but none paired'}", file=sys.stderr)
-        except IhmrError as e:
-            failed += 1
-            rows.append((img_path.name, f"FAILED: {e}".split(" (tried")[0], "", "", f"{time.perf_counter() - t0:.2f}"))
-            tqdm.write(f"ihmr demo: {img_path}: {e}", file=sys.stderr)
-    print("\n| image | status | hands | AVE-P/MAX-P mm before -> after | seconds |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
-    print(f"\nresults in {out}/")
-    return 0 if failed == 0 else 1
+    out = ensure_writable_folder(args.out)
+    refine = "none" if args.no_refine else args.refine
+    # Whole-run errors (a bad --model, --checkpoint or --refiner) surface here, once, before any image.
+    rec = Reconstructor(args.model, refine=refine, refiner=args.refiner, checkpoint=args.checkpoint)
+    options = BatchOptions(
+        focal=args.focal, box=None if box is None else tuple(box), refine=refine,
+        refiner=_resolved(args.refiner, ("default",)) if refine == "mlp" else None,
+        checkpoint=_resolved(args.checkpoint), model=rec.hands.model_name if args.checkpoint else _resolved(args.model, ("open",)),
+    )
+    rank, _ = init_from_env()
+    try:
+        report = run_batch(rec, images, out, options, resume=args.resume, hand_model=options.model,
+                           progress=not args.no_progress)
+    finally:
+        shutdown()
+    if rank == 0:
+        _print_summary(report, problems, out)
+    if report.interrupted:
+        return 130
+    return 1 if report.failed or problems else 0

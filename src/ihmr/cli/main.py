@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from ihmr.cli.console import console_log
@@ -14,7 +15,7 @@ from ihmr.cli.example import add_example_parser
 from ihmr.cli.refine import add_bench_parser, add_refine_parser
 from ihmr.cli.synth import add_synth_parser
 from ihmr.cli.train import add_train_parser
-from ihmr.errors import IhmrError
+from ihmr.errors import IhmrError, one_line
 from ihmr.handmodel import model_info
 from ihmr.handmodel.build import ASSET_PATH, NUM_SAMPLES, SEED, write_open_hand
 from ihmr.version import __version__
@@ -57,16 +58,44 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print facts about a hand model as JSON")
     info.add_argument("--model", default="open")
     info.set_defaults(func=_cmd_info)
+    _add_debug(sub)
     return ap
 
 
+def _add_debug(sub) -> None:
+    """``--debug`` on every command: tracebacks instead of one-line errors."""
+    for p in sub.choices.values():
+        nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            _add_debug(nested[0])
+        else:
+            p.add_argument("--debug", action="store_true", help="show tracebacks (errors are one line otherwise)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; exit status 0 done, 1 failed (some item, or an unexpected error: one line,
+    the traceback with ``--debug``), 2 bad usage or input (an :class:`IhmrError`: one line, nothing
+    run), 130 interrupted (Ctrl-C)."""
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
-        return int(args.func(args) or 0)
+        with console_log("ihmr", level=logging.DEBUG if debug else logging.WARNING, info_to_stderr=True):
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("ihmr: interrupted", file=sys.stderr)
+        return 130
     except IhmrError as e:
-        print(f"ihmr: error: {e}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"ihmr: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - one line for the user; the traceback with --debug
+        if debug:
+            raise
+        print(f"ihmr: error: {one_line(e)} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

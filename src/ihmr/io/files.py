@@ -10,22 +10,25 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
 
 from ihmr.errors import InputError
 
-__all__ = ["atomic_write", "umask_mode", "write_text", "write_bytes", "write_csv", "ensure_writable_folder"]
+__all__ = ["atomic_write", "atomic_folder", "remove_leftovers", "umask_mode", "write_text", "write_bytes", "write_csv", "ensure_writable_folder"]
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_write(path: str | os.PathLike, mode: str = "wb", file_mode: int | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
 
     Args:
         path: the final file; missing parent folders are created.
         mode: ``"wb"`` (bytes) or ``"w"`` (text, UTF-8).
+        file_mode: the permission bits of the file (default :func:`umask_mode`, as ``open()``
+            would give; the temporary file starts private, 0600).
 
     The data is flushed and fsync'ed before :func:`os.replace`. An exception inside the ``with``
     block (or an interrupted write) removes the temporary file and leaves ``path`` untouched.
@@ -34,6 +37,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode() if file_mode is None else file_mode)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()
@@ -45,25 +49,66 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
         raise
 
 
-def umask_mode() -> int:
-    """The mode ``open()`` gives a new file under the current umask (``0o666 & ~umask``)."""
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A staging folder beside ``path`` (``.<name>.partial-XXXX``, the umask's folder mode) to fill;
+    on success it replaces ``path`` (an old folder at ``path`` is moved aside, then deleted), so
+    ``path`` never holds a mix of two runs. An exception inside the block removes the staging
+    folder and leaves ``path`` as it was; what a killed process leaves is removed by
+    :func:`remove_leftovers`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        yield staging
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            os.replace(path, old / path.name)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Remove what interrupted writes of ``path`` left behind: the staging and old folders of
+    :func:`atomic_folder` beside it and, when ``path`` is a folder, the ``.*.tmp`` files of
+    :func:`atomic_write` in it."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for p in path.parent.iterdir():
+            if p.name.startswith((f".{path.name}.partial-", f".{path.name}.old-")) and p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+    if path.is_dir():
+        for p in path.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def umask_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (``0o666 & ~umask``)."""
+    return 0o666 & ~_umask()
 
 
 def write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
     """Write ``text`` (UTF-8) atomically; the file gets ``mode`` (default: :func:`umask_mode`)."""
-    with atomic_write(path, "w") as fh:
+    with atomic_write(path, "w", mode) as fh:
         fh.write(text)
-    os.chmod(path, umask_mode() if mode is None else mode)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` atomically; the file gets ``mode`` (default: :func:`umask_mode`)."""
-    with atomic_write(path, "wb") as fh:
+    with atomic_write(path, "wb", mode) as fh:
         fh.write(data)
-    os.chmod(path, umask_mode() if mode is None else mode)
 
 
 def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[dict]) -> None:

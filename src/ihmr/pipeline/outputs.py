@@ -1,7 +1,8 @@
 """Writing one image's :class:`~ihmr.pipeline.results.Result` to a folder, as ``ihmr demo`` does:
 overlay.png (the hands over the image, penetrating regions in red), views.png (each pair before /
-after refinement from several sides), hands.glb and right.obj / left.obj (the meshes) and
-result.json (written last; ``"complete": true`` marks a finished folder, :func:`is_complete`).
+after refinement from several sides), hands.glb (every hand), one OBJ per hand (right.obj,
+left.obj, right_2.obj, ...: :func:`mesh_names`) and result.json (written last; ``"complete": true``
+marks a finished folder, :func:`is_complete`).
 """
 
 from __future__ import annotations
@@ -24,18 +25,36 @@ from ihmr.version import __version__
 from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
 from ihmr.viz.render import MeshSpec, render_meshes, render_views
 
-__all__ = ["OUTPUT_FILES", "write_outputs", "is_complete", "penetration_colours"]
+__all__ = ["OUTPUT_FILES", "write_outputs", "is_complete", "mesh_names", "penetration_colours"]
 
 #: The files every finished output folder holds (and right.obj and/or left.obj).
 OUTPUT_FILES = ("overlay.png", "views.png", "hands.glb", "result.json")
 
 
-def is_complete(folder: Path) -> bool:
-    """Whether ``folder`` holds a finished result (all :data:`OUTPUT_FILES`, result.json complete)."""
+def is_complete(folder: Path, identity: Optional[dict] = None) -> bool:
+    """Whether ``folder`` holds a finished result: all :data:`OUTPUT_FILES` and the meshes that
+    result.json names, ``"complete": true``, and (given ``identity``, e.g. ``{"input": ...,
+    "options": ...}``) the same values under those keys of result.json."""
     try:
-        return all((folder / f).is_file() for f in OUTPUT_FILES) and json.loads((folder / "result.json").read_text()).get("complete") is True
-    except (OSError, json.JSONDecodeError):
+        doc = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+        files = list(OUTPUT_FILES) + [h["mesh"] for h in doc.get("hands", [])]
+        same = identity is None or all(doc.get(k) == v for k, v in identity.items())
+        return doc.get("complete") is True and same and all((folder / f).is_file() for f in files)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return False
+
+
+def mesh_names(result: Result) -> list[str]:
+    """The OBJ file of each hand of ``result`` (in :attr:`Result.hands` order): ``right.obj`` and
+    ``left.obj`` for the first pair (else the first hand of each side), ``right_2.obj``, ... for
+    the others."""
+    order = [k for p in result.pairs for k in (p.right, p.left)] + unpaired(result.hands, result.pairs)
+    names, count = {}, {}
+    for k in order:
+        side = result.hands[k].side
+        count[side] = count.get(side, 0) + 1
+        names[k] = f"{side}.obj" if count[side] == 1 else f"{side}_{count[side]}.obj"
+    return [names[k] for k in range(len(result.hands))]
 
 
 def penetration_colours(vertices: np.ndarray, faces: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -54,10 +73,12 @@ def _package_version(name: str) -> Optional[str]:
         return None
 
 
-def write_outputs(result: Result, image: np.ndarray, folder: Path, *, image_name: str, hand_model: str = "open") -> dict:
-    """Write overlay.png, views.png, hands.glb, right.obj / left.obj and result.json (last) of
-    ``result`` on the RGB ``image (H, W, 3)`` into ``folder``; returns result.json's content.
-    ``image_name`` and ``hand_model`` are recorded in result.json."""
+def write_outputs(result: Result, image: np.ndarray, folder: Path, *, image_name: str, hand_model: str = "open",
+                  extra: Optional[dict] = None) -> dict:
+    """Write overlay.png, views.png, hands.glb (every hand), one OBJ per hand (:func:`mesh_names`)
+    and result.json (last) of ``result`` on the RGB ``image (H, W, 3)`` into ``folder``; returns
+    result.json's content. ``image_name``, ``hand_model`` and the entries of ``extra`` are recorded
+    in result.json."""
     res = result
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,31 +111,27 @@ def write_outputs(result: Result, image: np.ndarray, folder: Path, *, image_name
         rows.append(render_views(specs, size=size))
     with atomic_write(folder / "views.png") as fh:
         Image.fromarray(np.concatenate(rows, 0)).save(fh, format="PNG")
-    # Meshes.
-    if res.pairs:
-        p = res.pairs[0]
-        v = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
-        export_hands(folder / "hands.glb", v, faces)
-        export_hand(folder / "right.obj", v[0], faces[0], HAND_COLORS[0])
-        export_hand(folder / "left.obj", v[1], faces[1], HAND_COLORS[1])
-    else:
-        h = res.hands[0]
-        s = side_idx[h.side]
-        export_hand(folder / "hands.glb", h.vertices, faces[s], HAND_COLORS[s])
-        export_hand(folder / f"{h.side}.obj", h.vertices, faces[s], HAND_COLORS[s])
+    # Meshes: every hand, in one GLB and one OBJ each.
+    names = mesh_names(res)
+    sides = [side_idx[h.side] for h in res.hands]
+    export_hands(folder / "hands.glb", np.stack([h.vertices for h in res.hands]), faces[sides], HAND_COLORS[sides],
+                 names=[n[:-4] for n in names])
+    for h, s, name in zip(res.hands, sides, names):
+        export_hand(folder / name, h.vertices, faces[s], HAND_COLORS[s])
     t_write = time.perf_counter() - t0
     doc = {
         "complete": True,
         "image": image_name,
+        **(extra or {}),
         "image_size": list(res.image_size),
         "camera": {"K": res.K.tolist(), "focal_px": float(res.K[0, 0])},
         "hands": [
             {
-                "side": h.side, "score": h.score, "source": h.source,
+                "side": h.side, "score": h.score, "source": h.source, "mesh": name,
                 "joints_3d": h.joints_3d.tolist(), "joints_2d": h.joints_2d.tolist(),
                 "params": {k: np.asarray(v).tolist() for k, v in h.params.items()},
             }
-            for h in res.hands
+            for h, name in zip(res.hands, names)
         ],
         "pairs": [
             {"right": p.right, "left": p.left, "ave_p_mm_before": p.ave_p_mm_before, "max_p_mm_before": p.max_p_mm_before,

@@ -18,7 +18,7 @@ from ihmr.errors import IhmrError, InputError
 from ihmr.geometry.camera import intrinsics, look_at
 from ihmr.geometry.rotations import axis_angle_to_matrix
 
-__all__ = ["CV_TO_GL", "MeshSpec", "load_pyrender", "render_meshes", "orbit_views", "render_views", "tile"]
+__all__ = ["CV_TO_GL", "MeshSpec", "load_pyrender", "offscreen_renderer", "release_renderer", "render_meshes", "orbit_views", "render_views", "tile"]
 
 #: OpenCV camera axes (x right, y down, z forward) -> OpenGL camera axes (x right, y up, z backward),
 #: ``(4, 4)``: a camera-to-world pose in OpenCV convention times this is pyrender's camera pose.
@@ -67,19 +67,31 @@ def load_pyrender():
     return pyrender
 
 
-_RENDERERS: dict = {}
+_SHARED: dict = {}
 
 
-def _renderer(W: int, H: int):
-    """An offscreen renderer of this size, created once and reused (creating a GL context is slow)."""
+def offscreen_renderer(W: int, H: int):
+    """The process's one offscreen renderer (pyrender), its framebuffer sized ``W x H`` pixels.
+
+    Every ihmr render in a process goes through this one GL context, created on first use and
+    resized (EGL renders into framebuffer objects, so any size works without a new context).
+    Never more than one: pyrender's EGL ``delete_context`` calls ``eglTerminate`` on the display
+    that all contexts of a process share, which invalidates every other live context
+    (``EGL_BAD_CONTEXT`` on the next render). :func:`release_renderer` frees it.
+    """
     pyrender = load_pyrender()
-    r = _RENDERERS.get((W, H))
+    r = _SHARED.get("renderer")
     if r is None:
-        if len(_RENDERERS) >= 4:  # bound the number of live contexts
-            _RENDERERS.pop(next(iter(_RENDERERS))).delete()
-        r = _RENDERERS[(W, H)] = pyrender.OffscreenRenderer(W, H)
+        r = _SHARED["renderer"] = pyrender.OffscreenRenderer(int(W), int(H))
+    r.viewport_width, r.viewport_height = int(W), int(H)
     return r
 
+
+def release_renderer() -> None:
+    """Free the process's offscreen renderer (a later render creates a new one)."""
+    r = _SHARED.pop("renderer", None)
+    if r is not None:
+        r.delete()
 
 
 def render_meshes(
@@ -136,7 +148,7 @@ def render_meshes(
     fill = cam_pose.copy()
     fill[:3, :3] = cam_pose[:3, :3] @ _rotation([-0.6, 0.0, 0.0]) @ _rotation([0.0, -0.5, 0.0])
     scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity * 0.4), pose=fill)
-    color, depth = _renderer(W, H).render(scene, flags=pyrender.RenderFlags.RGBA)
+    color, depth = offscreen_renderer(W, H).render(scene, flags=pyrender.RenderFlags.RGBA)
     mask = depth > 0
     rgb = color[..., :3].copy()
     if background is not None:

@@ -35,7 +35,6 @@ also stores the exact ``beta, phi, theta, tau`` and ``origin_mm``:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ihmr.errors import InputError
-from ihmr.io.files import atomic_write, umask_mode
+from ihmr.io.files import atomic_write
 from ihmr.joint_order import from_two_hand
 
 __all__ = [
@@ -275,7 +274,6 @@ def assemble(paths: dict[str, Path], n: int) -> None:
                             shutil.copyfileobj(src, out, 1 << 20)
                     else:
                         out.write(piece)
-            os.chmod(paths[key], umask_mode())
 
         write("data", ['{"images":[', "images", '],"annotations":[', "annotations", "]}"])
         cam = ["{" + cap + ":{"]

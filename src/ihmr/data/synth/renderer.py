@@ -26,7 +26,7 @@ from ihmr.data.synth.forearms import arm_meshes, arm_sees_camera, random_forearm
 from ihmr.data.synth.format import POSE_CHUNK, sample_record
 from ihmr.data.synth.poses import pose_chunk
 from ihmr.handmodel.two_hands import TwoHands
-from ihmr.viz.render import CV_TO_GL, load_pyrender
+from ihmr.viz.render import CV_TO_GL, load_pyrender, offscreen_renderer, release_renderer
 
 __all__ = ["RenderedSample", "SampleRenderer"]
 
@@ -66,7 +66,6 @@ class SampleRenderer:
         # The MANO-style finger pose of the records is relative to the model's mean pose, if any.
         self._hands_mean = [layer.data.hands_mean if layer.data.hands_mean is not None else np.zeros(45)
                             for layer in (self.hands.right, self.hands.left)]
-        self._renderer = None
         self._chunk_cache: dict = {}
 
     def _rest_features(self) -> tuple[np.ndarray, np.ndarray]:
@@ -86,16 +85,12 @@ class SampleRenderer:
         return palm, np.nonzero(s > s.max() - 0.012)[0]
 
     def renderer(self):
-        """The offscreen renderer of this size (created on first use)."""
-        if self._renderer is None:
-            self._renderer = self.pyrender.OffscreenRenderer(self.size, self.size)
-        return self._renderer
+        """The process's offscreen renderer (:func:`ihmr.viz.render.offscreen_renderer`) at this size."""
+        return offscreen_renderer(self.size, self.size)
 
     def close(self) -> None:
-        """Release the offscreen GL context (a later render opens a new one)."""
-        if self._renderer is not None:
-            self._renderer.delete()
-            self._renderer = None
+        """Release the process's offscreen GL context (a later render opens a new one)."""
+        release_renderer()
 
     def gt(self, seed: int, idx: int, chunk: int) -> dict[str, np.ndarray]:
         """Ground truth of sample ``idx`` (its pose chunk is cached)."""
