@@ -173,19 +173,21 @@ def sphere_penetration(
 
 def proxy_collision(
     vertices: Tensor, joints: Tensor, faces: Tensor, proxy: SphereProxy, return_parts: bool = False
-) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+) -> Tensor | tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-sample proxy collision error ``(B,)`` (m): the summed query depths times ``V / S`` (the
     scale of Eq. 7's sum over all vertices). Zero exactly when no query vertex is inside a ball;
     pairs whose bounding boxes do not overlap are skipped. With ``return_parts`` also the error per
-    hand ``(B, 2)`` (of hand ``h``'s vertices inside hand ``1 - h``) and the push directions
-    ``(B, 2, 3)`` of :func:`sphere_penetration`."""
+    hand ``(B, 2)`` (of hand ``h``'s vertices inside hand ``1 - h``), the push directions
+    ``(B, 2, 3)`` of :func:`sphere_penetration` and the deepest query ``(B,)`` (m, no gradient)."""
     B = vertices.shape[0]
     per_hand = vertices.new_zeros(B, 2) + 0.0 * vertices.sum(dim=(2, 3))
     push = vertices.new_zeros(B, 2, 3)
+    deepest = vertices.new_zeros(B)
     active = torch.nonzero(boxes_overlap(vertices.detach())).flatten()
     if active.numel():
         d, pu = sphere_penetration(vertices[active], joints[active], faces, proxy, return_push=True)
         per_hand = per_hand.index_put((active,), d.sum(2) * (proxy.num_vertices / proxy.queries.numel()))
         push = push.index_put((active,), pu)
+        deepest = deepest.index_put((active,), d.detach().flatten(1).amax(1))
     total = per_hand.sum(1)
-    return (total, per_hand, push) if return_parts else total
+    return (total, per_hand, push, deepest) if return_parts else total

@@ -11,6 +11,7 @@ Parameters are those of :class:`~ihmr.handmodel.TwoHands` for a batch of one pai
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Protocol, Union
 
@@ -25,6 +26,8 @@ from ihmr.joint_order import from_two_hand
 from ihmr.pipeline.results import HandResult, PairResult
 from ihmr.refine import RefineConfig, refine_opt
 from ihmr.refine.mlp import MLPRefineConfig, load_refiner, refine_mlp
+
+log = logging.getLogger(__name__)
 
 __all__ = ["E3D_SLACK", "REFINE_MODES", "Refiner", "OptRefiner", "MlpRefiner", "NoRefiner", "make_refiner", "refine_pair"]
 
@@ -88,7 +91,9 @@ def refine_pair(model: TwoHands, refiner: Refiner, hands: list[HandResult], i: i
     """Refine the right hand ``hands[i]`` and the left hand ``hands[j]`` together (in place: their
     vertices, joints and parameters become the refined ones) against their landmarks: 3D, the
     metric landmarks in the camera frame (right wrist at the origin); 2D, pixels through the
-    perspective camera ``K``. A pair that does not penetrate is left as it is."""
+    perspective camera ``K``. A pair that does not penetrate is left as it is, and so is a pair
+    whose exact AVE-P or MAX-P the refinement would raise (whatever the refiner verified with:
+    the MLP's proxy can miss a deeper vertex); its ``accepted`` is then all false."""
     hr, hl = hands[i], hands[j]
     wr, wl = hr.params["wrist"], hl.params["wrist"]
     dt = torch.float64
@@ -98,17 +103,25 @@ def refine_pair(model: TwoHands, refiner: Refiner, hands: list[HandResult], i: i
         "theta": torch.as_tensor(np.stack([hr.params["hand_pose"], hl.params["hand_pose"]])[None], dtype=dt),
         "tau": torch.as_tensor((wl - wr)[None], dtype=dt),
     }
-    before = model(**params).vertices
+    unrefined = model(**params)
+    before = unrefined.vertices
     d0 = penetration_depths(before, model.faces)[0].flatten().numpy() * 1000
     j3d = torch.as_tensor(np.stack([hr.landmarks_3d, hl.landmarks_3d]) - wr, dtype=dt)[None]
     f, cx, cy = K[0, 0], K[0, 2], K[1, 2]
     j2d = torch.as_tensor(np.stack([hr.joints_2d, hl.joints_2d])[None], dtype=dt)  # pixels
     persp = torch.tensor([[f, cx, cy, *wr]], dtype=dt)
     accepted = {}
+    out, d1 = unrefined, d0
     if d0.max() > 0:
-        params, accepted = refiner.refine(params, j3d, j2d, persp)
-    out = model(**params)
-    d1 = penetration_depths(out.vertices, model.faces)[0].flatten().numpy() * 1000
+        refined, accepted = refiner.refine(params, j3d, j2d, persp)
+        out_r = model(**refined)
+        d_r = penetration_depths(out_r.vertices, model.faces)[0].flatten().numpy() * 1000
+        if d_r.mean() <= d0.mean() and d_r.max() <= d0.max():
+            params, out, d1 = refined, out_r, d_r
+        else:  # the exact depths decide: keep the unrefined pair
+            log.info("refinement would raise AVE-P %.3f -> %.3f or MAX-P %.2f -> %.2f mm: pair kept unrefined",
+                     d0.mean(), d_r.mean(), d0.max(), d_r.max())
+            accepted = {k: False for k in accepted}
     for h, hand in ((0, hr), (1, hl)):
         hand.vertices = out.vertices[0, h].numpy() + wr
         hand.joints_3d = out.joints[0, h].numpy() + wr

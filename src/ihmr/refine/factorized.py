@@ -3,9 +3,10 @@
 One factor at a time (default order tau, phi, theta, beta) is optimised with a fresh Adam for all
 colliding samples of the batch at once. Every ``snapshot_every`` iterations (and at the start and end) a snapshot is taken; a
 snapshot is a valid candidate for a sample when its 3D-joint error against the joint head is not
-higher than at the stage's start (``e3d_tolerance``) and its collision error is at most
-``col_ratio`` times the start's. Per sample the valid snapshot with the lowest 3D-joint error wins,
-the start state wins ties, so a stage never makes a sample worse on either criterion.
+higher than at the stage's start (``e3d_tolerance``), its collision error (the summed exact depths)
+is at most ``col_ratio`` times the start's and its deepest vertex (MAX-P) is not deeper than at the
+start. Per sample the valid snapshot with the lowest 3D-joint error wins, the start state wins ties,
+so a stage never makes a sample worse on any of these criteria: neither AVE-P nor MAX-P rises.
 
 Speed (our additions, each switchable): samples without collision are skipped (they are returned
 unchanged, as in the paper); the exact collision search runs only at snapshots and its penetrating
@@ -113,6 +114,8 @@ class RefineResult:
         params: dict with beta ``(B, 2, 10)``, phi ``(B, 2, 3)``, theta ``(B, 2, 45)``, tau ``(B, 3)``.
         e_col_before, e_col_after: ``(B,)`` collision error (sum of exact depths, m).
         e3d_before, e3d_after: ``(B,)`` 3D-joint error against the joint head (m^2).
+        max_before, max_after: ``(B,)`` the deepest penetrating vertex of the collision measure
+            (OPT: exact depths, i.e. MAX-P in m; the MLP refiners: their verification measure).
         accepted: factor -> ``(B,)`` bool, whether verification kept that stage's candidate.
         seconds: wall time.
     """
@@ -122,6 +125,8 @@ class RefineResult:
     e_col_after: Tensor
     e3d_before: Tensor
     e3d_after: Tensor
+    max_before: Tensor
+    max_after: Tensor
     accepted: dict[str, Tensor]
     seconds: float
 
@@ -130,11 +135,18 @@ def _pose(hands: TwoHands, p: dict[str, Tensor]):
     return hands(p["beta"], p["phi"], p["theta"], p["tau"])
 
 
+def _exact_sum_max(vertices: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed and largest exact depth ``(B,)`` each (m) of ``vertices (B, 2, V, 3)``."""
+    d = per_vertex_penetration(vertices.detach(), faces, "exact", check=False).flatten(1)
+    return d.sum(1), d.amax(1)
+
+
 @torch.no_grad()
-def _errors(hands: TwoHands, p: dict[str, Tensor], targets: Targets) -> tuple[Tensor, Tensor]:
+def _errors(hands: TwoHands, p: dict[str, Tensor], targets: Targets) -> tuple[Tensor, Tensor, Tensor]:
+    """Collision sum, MAX-P (exact, m) and 3D-joint error (m^2), ``(B,)`` each."""
     out = _pose(hands, p)
-    e_col = per_vertex_penetration(out.vertices, hands.faces, "exact", check=False).sum(dim=(1, 2))
-    return e_col, joint_error(out.joints, targets.j3d)
+    e_col, e_max = _exact_sum_max(out.vertices, hands.faces)
+    return e_col, e_max, joint_error(out.joints, targets.j3d)
 
 
 class _RigidPoser:
@@ -159,17 +171,17 @@ class _RigidPoser:
 
 def _stage(
     hands: TwoHands, p: dict[str, Tensor], names: tuple[str, ...], targets: Targets, cfg: RefineConfig,
-    key: str, e_col0: Tensor, e3d0: Tensor,
-) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor]:
+    key: str, e_col0: Tensor, e_max0: Tensor, e3d0: Tensor,
+) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, Tensor]:
     """Optimise the factors ``names`` for the batch ``p``; returns the selected parameters, their
-    errors and the per-sample acceptance."""
+    errors (collision sum, MAX-P, 3D joints) and the per-sample acceptance."""
     w = cfg.weights[key]
     lr = {n: cfg.lr[n] for n in names}
     var = {n: p[n].detach().clone().requires_grad_() for n in names}
     opt = torch.optim.Adam([{"params": [var[n]], "lr": lr[n]} for n in names], betas=(0.9, 0.999))
     rigid = _RigidPoser(hands, p) if set(names) <= {"tau", "phi"} else None
     best = {n: p[n].detach().clone() for n in names}
-    best_e3d, best_col = e3d0.clone(), e_col0.clone()
+    best_e3d, best_col, best_max = e3d0.clone(), e_col0.clone(), e_max0.clone()
     accepted = torch.zeros_like(e3d0, dtype=torch.bool)
     faces = hands.faces
     query = None
@@ -183,11 +195,12 @@ def _stage(
         if it % cfg.snapshot_every == 0 or it == cfg.iterations:
             with torch.no_grad():
                 query = find_penetrations(verts, faces) if cfg.collision == "exact" or cfg.verify else None
-                e_col = per_vertex_penetration(verts.detach(), faces, "exact", check=False).sum(dim=(1, 2)) \
-                    if query is None else cached_penetration(verts.detach(), faces, query, gate=False)
+                # exact sum and MAX-P in one pass over the pairs just found
+                e_col, e_max = _exact_sum_max(verts, faces) if query is None else \
+                    cached_penetration(verts.detach(), faces, query, gate=False, with_max=True)
                 e3d = joint_error(joints.detach(), targets.j3d)
                 if cfg.verify:
-                    ok = (e3d <= cfg.e3d_tolerance * e3d0 + cfg.e3d_slack) & (e_col <= cfg.col_ratio * e_col0)
+                    ok = (e3d <= cfg.e3d_tolerance * e3d0 + cfg.e3d_slack) & (e_col <= cfg.col_ratio * e_col0) & (e_max <= e_max0)
                     ok &= (e3d < best_e3d) | ((e3d <= best_e3d + cfg.e3d_slack) & (e_col < best_col) & (best_col > 0))
                 else:
                     ok = torch.full_like(accepted, it == cfg.iterations)
@@ -195,6 +208,7 @@ def _stage(
                     best[n] = torch.where(ok.view(-1, *([1] * (best[n].ndim - 1))), var[n].detach(), best[n])
                 best_e3d = torch.where(ok, e3d, best_e3d)
                 best_col = torch.where(ok, e_col, best_col)
+                best_max = torch.where(ok, e_max, best_max)
                 accepted |= ok
                 if cfg.early_stop and cfg.verify and bool((accepted & (best_col == 0)).all()):
                     break
@@ -209,7 +223,7 @@ def _stage(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return best, best_col, best_e3d, accepted
+    return best, best_col, best_max, best_e3d, accepted
 
 
 def refine_opt(
@@ -244,7 +258,7 @@ def refine_opt(
         p_all["theta"] = torch.zeros_like(p_all["theta"])
     tg_all = Targets.from_joint_head(j3d.to(dt), j2d.to(dt), cam.to(dt), None if persp is None else persp.to(dt))
     N = p_all["beta"].shape[0]
-    e_col_b, e3d_b, e_col_a, e3d_a = [], [], [], []
+    rec: dict[str, list[Tensor]] = {k: [] for k in ("col_b", "max_b", "e3d_b", "col_a", "max_a", "e3d_a")}
     acc = {f: torch.zeros(N, dtype=torch.bool) for f in (cfg.factors if cfg.factorize else ("all",))}
     stages = [(f,) for f in cfg.factors] if cfg.factorize else [tuple(cfg.factors)]
     bar = tqdm(total=N, desc="refine (opt)", disable=not progress, unit="sample")
@@ -252,29 +266,31 @@ def refine_opt(
         idx = torch.arange(s, min(N, s + batch_size))
         p = {k: v[idx] for k, v in p_all.items()}
         tg = tg_all.index(idx)
-        e_col, e3d = _errors(hands, p, tg)
-        e_col_b.append(e_col.clone())
-        e3d_b.append(e3d.clone())
+        e_col, e_max, e3d = _errors(hands, p, tg)
+        for k, v in (("col_b", e_col), ("max_b", e_max), ("e3d_b", e3d)):
+            rec[k].append(v.clone())
         for names in stages:
             key = names[0] if cfg.factorize else "all"
             active = torch.nonzero(e_col > 0).flatten() if cfg.skip_collision_free else torch.arange(len(idx))
             if active.numel() == 0:
                 continue
             sub = {k: v[active] for k, v in p.items()}
-            best, bc, be, ok = _stage(hands, sub, names, tg.index(active), cfg, key, e_col[active], e3d[active])
+            best, bc, bm, be, ok = _stage(hands, sub, names, tg.index(active), cfg, key, e_col[active], e_max[active], e3d[active])
             for n in names:
                 p[n] = p[n].index_copy(0, active, best[n])
             e_col = e_col.index_copy(0, active, bc)
+            e_max = e_max.index_copy(0, active, bm)
             e3d = e3d.index_copy(0, active, be)
             acc[key][idx[active]] = ok
         for k in p_all:
             p_all[k][idx] = p[k]
-        e_col_a.append(e_col)
-        e3d_a.append(e3d)
+        for k, v in (("col_a", e_col), ("max_a", e_max), ("e3d_a", e3d)):
+            rec[k].append(v)
         bar.update(len(idx))
     bar.close()
+    cat = {k: torch.cat(v) for k, v in rec.items()}
     return RefineResult(
-        params=p_all, e_col_before=torch.cat(e_col_b), e_col_after=torch.cat(e_col_a),
-        e3d_before=torch.cat(e3d_b), e3d_after=torch.cat(e3d_a), accepted=acc,
+        params=p_all, e_col_before=cat["col_b"], e_col_after=cat["col_a"], e3d_before=cat["e3d_b"],
+        e3d_after=cat["e3d_a"], max_before=cat["max_b"], max_after=cat["max_a"], accepted=acc,
         seconds=time.perf_counter() - t0,
     )

@@ -2,8 +2,9 @@
 
 One MLP per factor (tau, phi, theta, beta; layers 512-256-128-K, ReLU, near-zero initialised
 residual output) proposes a correction of its factor; verification keeps it for a sample only if
-both the collision error and the 3D-joint error against the joint head strictly decrease, so
-collision-free samples are never changed (reference_notes, "MLP refiners").
+both the collision error and the 3D-joint error against the joint head strictly decrease and the
+deepest penetration does not grow, so collision-free samples are never changed (reference_notes,
+"MLP refiners").
 
 Input of every MLP (``(B, D)``, standardised with statistics stored in the checkpoint):
 
@@ -119,6 +120,7 @@ class PairState:
         params: beta ``(B, 2, 10)``, phi ``(B, 2, 3)``, theta ``(B, 2, 45)``, tau ``(B, 3)``.
         vertices: ``(B, 2, V, 3)``; joints: ``(B, 2, 21, 3)`` (right wrist at the origin).
         e_col: ``(B,)`` collision error (proxy or exact, m).
+        e_max: ``(B,)`` the deepest penetration of the same measure (proxy: query vertex; exact: MAX-P; m).
         col_hand: ``(B, 2)`` proxy collision per hand; push: ``(B, 2, 3)`` proxy push directions.
         e3d: ``(B,)`` 3D-joint error against the joint head (m^2).
     """
@@ -127,6 +129,7 @@ class PairState:
     vertices: Tensor
     joints: Tensor
     e_col: Tensor
+    e_max: Tensor
     col_hand: Tensor
     push: Tensor
     e3d: Tensor
@@ -142,13 +145,13 @@ class PairState:
         return PairState(
             params={k: put(v, other.params[k]) for k, v in self.params.items()},
             vertices=put(self.vertices, other.vertices), joints=put(self.joints, other.joints),
-            e_col=put(self.e_col, other.e_col), col_hand=put(self.col_hand, other.col_hand),
+            e_col=put(self.e_col, other.e_col), e_max=put(self.e_max, other.e_max), col_hand=put(self.col_hand, other.col_hand),
             push=put(self.push, other.push), e3d=put(self.e3d, other.e3d),
         )
 
     def rows(self, idx: Tensor) -> "PairState":
         return PairState({k: v[idx] for k, v in self.params.items()}, self.vertices[idx], self.joints[idx],
-                         self.e_col[idx], self.col_hand[idx], self.push[idx], self.e3d[idx])
+                         self.e_col[idx], self.e_max[idx], self.col_hand[idx], self.push[idx], self.e3d[idx])
 
 
 def normalise_2d(j2d: Tensor) -> Tensor:
@@ -266,8 +269,9 @@ class MLPRefineConfig:
 
     Attributes:
         factors: factors in order (subset of tau, phi, theta, beta).
-        verify: keep a candidate only if collision and 3D-joint error both strictly decrease;
-            ``False`` accepts every candidate of a colliding sample (ablation).
+        verify: keep a candidate only if collision and 3D-joint error both strictly decrease and the
+            deepest penetration does not grow; ``False`` accepts every candidate of a colliding
+            sample (ablation).
         collision: "proxy" (spheres, fast) or "exact" (exact depths) for verification.
         skip_collision_free: leave samples without collision untouched.
         e3d_slack: 3D-joint error (m^2, over the 42 joints) a candidate may add and still pass. 0
@@ -297,10 +301,11 @@ def evaluate_state(hands: TwoHands, proxy: SphereProxy, params: dict[str, Tensor
         v, j = out.vertices, out.joints
     else:
         v, j = posed
-    e_col, col_hand, push = proxy_collision(v, j, hands.faces, proxy, return_parts=True)
+    e_col, col_hand, push, e_max = proxy_collision(v, j, hands.faces, proxy, return_parts=True)
     if collision == "exact":
-        e_col = penetration_depths(v.detach(), hands.faces, check=False).sum(dim=(1, 2))
-    return PairState(params, v, j, e_col, col_hand, push, joint_error(j, j3d))
+        d = penetration_depths(v.detach(), hands.faces, check=False).flatten(1)
+        e_col, e_max = d.sum(1), d.amax(1)
+    return PairState(params, v, j, e_col, e_max, col_hand, push, joint_error(j, j3d))
 
 
 def propose(refiner: MLPRefiner, factor: str, state: PairState, j3d: Tensor, j2d_n: Tensor,
@@ -341,7 +346,8 @@ def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairS
     cand = propose(refiner, factor, sub, j3d[rows], j2d_n[rows], f)
     new = evaluate_state(hands, refiner.proxy(hands), cand, j3d[rows], cfg.collision, pose_candidate(hands, factor, sub, cand))
     if cfg.verify:
-        ok = (new.e_col < sub.e_col) & ((new.e3d < sub.e3d) if cfg.e3d_slack <= 0 else (new.e3d <= sub.e3d + cfg.e3d_slack))
+        ok = (new.e_col < sub.e_col) & (new.e_max <= sub.e_max) \
+            & ((new.e3d < sub.e3d) if cfg.e3d_slack <= 0 else (new.e3d <= sub.e3d + cfg.e3d_slack))
     else:
         ok = torch.ones(len(rows), dtype=torch.bool)
     accepted[rows] = ok
@@ -374,8 +380,8 @@ def refine_mlp(
         batch_size: samples processed together.
 
     Returns:
-        :class:`~ihmr.refine.factorized.RefineResult`; ``e_col_*`` are the verification's collision
-        errors (proxy sums unless ``collision="exact"``).
+        :class:`~ihmr.refine.factorized.RefineResult`; ``e_col_*`` and ``max_*`` are the
+        verification's collision errors and deepest penetrations (proxy unless ``collision="exact"``).
     """
     cfg = (config or MLPRefineConfig()).check()
     if refiner.config.model != hands.model_name:
@@ -392,7 +398,7 @@ def refine_mlp(
     j2_all = normalise_2d(to_two_hand(j2d.to(dt), "mano"))
     feat_all = None if feature is None else feature.to(dt)
     proxy = refiner.proxy(hands)
-    out = {k: [] for k in ("e_col_b", "e3d_b", "e_col_a", "e3d_a")}
+    out = {k: [] for k in ("e_col_b", "max_b", "e3d_b", "e_col_a", "max_a", "e3d_a")}
     acc = {f: torch.zeros(N, dtype=torch.bool) for f in cfg.factors}
     bar = tqdm(total=N, desc="refine (mlp)", disable=not progress, unit="sample")
     for s in range(0, N, batch_size):
@@ -401,6 +407,7 @@ def refine_mlp(
         f = None if feat_all is None else feat_all[idx]
         state = evaluate_state(hands, proxy, {k: v[idx] for k, v in p_all.items()}, j3, cfg.collision)
         out["e_col_b"].append(state.e_col.clone())
+        out["max_b"].append(state.e_max.clone())
         out["e3d_b"].append(state.e3d.clone())
         for factor in cfg.factors:
             state, ok = refine_stage(hands, refiner, factor, state, j3, j2, f, cfg)
@@ -408,11 +415,13 @@ def refine_mlp(
         for k in p_all:
             p_all[k][idx] = state.params[k]
         out["e_col_a"].append(state.e_col)
+        out["max_a"].append(state.e_max)
         out["e3d_a"].append(state.e3d)
         bar.update(len(idx))
     bar.close()
     return RefineResult(
         params=p_all, e_col_before=torch.cat(out["e_col_b"]), e_col_after=torch.cat(out["e_col_a"]),
-        e3d_before=torch.cat(out["e3d_b"]), e3d_after=torch.cat(out["e3d_a"]), accepted=acc,
+        e3d_before=torch.cat(out["e3d_b"]), e3d_after=torch.cat(out["e3d_a"]),
+        max_before=torch.cat(out["max_b"]), max_after=torch.cat(out["max_a"]), accepted=acc,
         seconds=time.perf_counter() - t0,
     )

@@ -81,7 +81,9 @@ def finger_term(joints: Tensor) -> Tensor:
     return (c1.abs() + torch.relu(-c2)).sum(dim=(1, 2))
 
 
-def cached_penetration(vertices: Tensor, faces: Tensor, query: PenetrationQuery, gate: bool = True) -> Tensor:
+def cached_penetration(
+    vertices: Tensor, faces: Tensor, query: PenetrationQuery, gate: bool = True, with_max: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """Collision loss ``(B,)`` from penetrating pairs found at the last search (no new search).
 
     Each cached vertex keeps contributing its exact distance to its cached triangle while it stays
@@ -93,10 +95,13 @@ def cached_penetration(vertices: Tensor, faces: Tensor, query: PenetrationQuery,
         query: penetrating pairs found by :func:`ihmr.collision.exact.find_penetrations`.
         gate: drop pairs whose vertex has left the cached triangle's back side. Without gating, and
             right after the search, this is exactly the collision loss of the exact mode.
+        with_max: also return ``(B,)`` the largest single depth (m) of each sample, from the same
+            pairs in the same pass (right after the search and without gating: the exact MAX-P).
     """
     out = vertices.new_zeros(vertices.shape[0])
     if query.batch.numel() == 0:
-        return out + 0.0 * vertices.sum(dim=(1, 2, 3))
+        out = out + 0.0 * vertices.sum(dim=(1, 2, 3))
+        return (out, out.detach().clone()) if with_max else out
     b, h = query.batch, query.hand
     p = vertices[b, h, query.vertex]
     tri = faces[1 - h, query.face]
@@ -106,7 +111,10 @@ def cached_penetration(vertices: Tensor, faces: Tensor, query: PenetrationQuery,
     d = torch.sqrt(((p - q) ** 2).sum(-1).clamp_min(1e-24))
     if gate:
         d = d * (((q - p) * n).sum(-1) > 0)
-    return out.index_add(0, b, d)
+    total = out.index_add(0, b, d)
+    if not with_max:
+        return total
+    return total, out.detach().scatter_reduce(0, b, d.detach(), reduce="amax", include_self=True)
 
 
 def objective_terms(
