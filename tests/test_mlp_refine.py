@@ -149,6 +149,8 @@ def test_exact_verification_and_batches_agree(two_hands64, synth12):
         torch.testing.assert_close(a.params[k], b.params[k], rtol=0, atol=1e-6)  # float32 MLPs: batch-size rounding
     ex = refine_mlp(hands, synth12.pred, synth12.j3d, synth12.j2d, ref, config=MLPRefineConfig(collision="exact"), progress=False)
     assert torch.all(ex.e_col_after <= ex.e_col_before)
+    assert torch.all(ex.max_after <= ex.max_before)  # exact verification: MAX-P never rises
+    assert torch.all(a.max_after <= a.max_before)  # proxy verification: the proxy's deepest query never grows
     out = _pose(hands, ex.params)
     torch.testing.assert_close(penetration_depths(out.vertices, hands.faces).sum((1, 2)), ex.e_col_after)
 
@@ -260,3 +262,41 @@ def test_cli_refine_with_the_mlp(tmp_path, synth12):
     bad = subprocess.run([sys.executable, "-m", "ihmr", "refine", str(src), "-o", str(out), "--method", "mlp",
                           "--refiner", str(tmp_path / "nope.pt")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "refiner checkpoint not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_refine_pair_never_raises_exact_ave_p_or_max_p(two_hands64, synth12):
+    """Whatever a refiner proposes (here random MLPs verified by the proxy, and a refiner that makes
+    things worse on purpose), the demo's pair keeps exact AVE-P and MAX-P from rising."""
+    import numpy as np
+
+    from ihmr.geometry.camera import intrinsics, project_points
+    from ihmr.pipeline.refiners import MlpRefiner, refine_pair
+    from ihmr.pipeline.results import HandResult
+
+    hands = two_hands64
+    K = intrinsics(640, 480, 700.0)
+
+    class Worse:
+        def refine(self, params, j3d, j2d, persp):
+            p = dict(params)
+            p["tau"] = params["tau"] * 0.5  # pushes the hands into each other
+            return p, {"tau": True}
+
+    mlp = MlpRefiner(hands)
+    mlp.net = _random_refiner(0.05, 0)
+    raised = 0
+    for refiner in (Worse(), mlp):
+        for b in range(len(synth12.pred["tau"])):
+            out = hands(**{k: v[b:b + 1] for k, v in synth12.pred.items()})
+            origin = np.array([0.0, 0.0, 0.5])
+            made = []
+            for h, side in enumerate(("right", "left")):
+                v = out.vertices[0, h].numpy() + origin
+                j = out.joints[0, h].numpy() + origin
+                params = dict(beta=synth12.pred["beta"][b, h].numpy(), global_orient=synth12.pred["phi"][b, h].numpy(),
+                              hand_pose=synth12.pred["theta"][b, h].numpy(), wrist=j[0])
+                made.append(HandResult(side, 1.0, params, j, project_points(j[None], K[None])[0], v, "test", j))
+            pr = refine_pair(hands, refiner, made, 0, 1, K)
+            assert pr.max_p_mm_after <= pr.max_p_mm_before + 1e-9 and pr.ave_p_mm_after <= pr.ave_p_mm_before + 1e-9
+            raised += pr.accepted == {"tau": False}
+    assert raised > 0  # the guard did reject the worse proposals

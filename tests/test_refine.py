@@ -64,7 +64,13 @@ def test_verification_never_makes_a_sample_worse(hands, synth):
         res = refine_opt(hands, pred, synth.j3d, synth.j2d, synth.cam, RefineConfig(**FAST), progress=False)
         assert torch.all(res.e_col_after <= res.e_col_before + 1e-12)
         assert torch.all(res.e3d_after <= res.e3d_before + 1e-12)
+        assert torch.all(res.max_after <= res.max_before + 1e-12)
         assert (res.e_col_after < res.e_col_before).any()
+        # exact AVE-P and MAX-P of the returned parameters, measured anew: never higher than before
+        before = penetration_stats(hands(**{k: pred[k] for k in ("beta", "phi", "theta", "tau")}).vertices, hands.faces)
+        after = penetration_stats(hands(**{k: res.params[k] for k in ("beta", "phi", "theta", "tau")}).vertices, hands.faces)
+        assert np.all(after.max_p <= before.max_p + 1e-9) and np.all(after.ave_p <= before.ave_p + 1e-9)
+        np.testing.assert_allclose(after.max_p, res.max_after.numpy() * 1000, rtol=0, atol=1e-9)
 
 
 def test_collided_pair_is_separated(hands, synth):
@@ -150,6 +156,38 @@ def test_malformed_npz_is_refused(tmp_path, synth):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(InputError, match="not a readable"):
         read_refine_input(tmp_path / "junk.npz")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["beta"].__setitem__((0, 0, 0), 1e6), "key 'beta' is implausible: |coefficient| up to 1e+06 in 1 sample(s) (first: 0"),
+    (lambda d: d["tau"].__setitem__(3, [2.0, 0.0, 0.0]), "key 'tau' is implausible: wrist distance (m) up to 2 in 1 sample(s) (first: 3"),
+    (lambda d: d["j3d"].__setitem__((5, 7, 2), 3.0), "key 'j3d' is implausible"),
+    (lambda d: d["theta"].__setitem__((1, 0, slice(0, 3)), 20.0), "key 'theta' is implausible"),
+    (lambda d: d.__setitem__("valid", np.full((12, 42), np.nan)), "key 'valid' must be finite numbers"),
+    (lambda d: d.__setitem__("valid", np.full((12, 42), 2.0)), "key 'valid' must be 0/1 or bool"),
+    (lambda d: d.__setitem__("gt_sep", np.full((12, 3), np.inf)), "key 'gt_sep' must be finite numbers"),
+])
+def test_implausible_refine_input_is_refused_in_one_line(tmp_path, synth, capsys, change, message):
+    from ihmr.cli.main import main
+
+    d = {k: v.numpy().copy() for k, v in synth.pred.items()}
+    d.update(cam=synth.cam.numpy(), j3d=synth.j3d.numpy().copy(), j2d=synth.j2d.numpy())
+    change(d)
+    np.savez(tmp_path / "in.npz", **d)
+    assert main(["refine", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_unusual_refine_input_is_a_warning(tmp_path, synth, caplog):
+    d = {k: v.numpy().copy() for k, v in synth.pred.items()}
+    d.update(cam=synth.cam.numpy(), j3d=synth.j3d.numpy(), j2d=synth.j2d.numpy())
+    d["beta"][2] = 7.0
+    np.savez(tmp_path / "in.npz", **d)
+    with caplog.at_level("WARNING", logger="ihmr.io.npz"):
+        assert read_refine_input(tmp_path / "in.npz")["beta"].shape == (12, 2, 10)
+    assert "key 'beta': |coefficient| above 5 in 1 sample(s)" in caplog.text
 
 
 def test_cli_refine_end_to_end(tmp_path, synth):

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import numpy as np
 from ihmr.errors import InputError
 from ihmr.io.files import atomic_write
 
-__all__ = ["NPZ_KEYS", "REQUIRED", "GT_KEYS", "OPTIONAL", "write_npz", "read_refine_input"]
+log = logging.getLogger(__name__)
+
+__all__ = ["NPZ_KEYS", "REQUIRED", "GT_KEYS", "OPTIONAL", "PLAUSIBLE", "write_npz", "read_refine_input"]
 
 #: ``.npz`` keys and shapes (N samples). Parameters: metres / radians, hand 0 = right.
 NPZ_KEYS = {
@@ -45,8 +48,51 @@ GT_KEYS = {"gt_beta": (None, 2, 10), "gt_phi": (None, 2, 3), "gt_theta": (None, 
 OPTIONAL = {"valid": (None, 42), "contact": (None,), "gt_sep": (None, 3)}
 
 
+#: Plausible ranges of the refinement input: key -> (what is measured, warn above, refuse above).
+#: Shape coefficients are in standard deviations of the model's shape space (|beta| beyond ~3 is a
+#: rare hand, beyond 10 no hand); translations and joints in metres (two interacting hands and the
+#: joints of a wrist-centred pair lie well within a metre); axis-angles in radians.
+PLAUSIBLE = {
+    "beta": ("|coefficient|", 5.0, 10.0),
+    "gt_beta": ("|coefficient|", 5.0, 10.0),
+    "tau": ("wrist distance (m)", 0.5, 1.0),
+    "gt_tau": ("wrist distance (m)", 0.5, 1.0),
+    "j3d": ("|coordinate| (m)", 0.5, 1.0),
+    "gt_j3d": ("|coordinate| (m)", 0.5, 1.0),
+    "phi": ("rotation angle (rad)", 2 * np.pi, 4 * np.pi),
+    "theta": ("rotation angle (rad)", 2 * np.pi, 4 * np.pi),
+}
+
+
+def _magnitude(key: str, arr: np.ndarray) -> np.ndarray:
+    """Per-sample largest magnitude of ``arr`` in the sense of :data:`PLAUSIBLE`."""
+    a = np.asarray(arr, dtype=np.float64)
+    if key.endswith("tau"):
+        return np.linalg.norm(a, axis=-1)
+    if key in ("phi", "theta"):
+        return np.linalg.norm(a.reshape(len(a), -1, 3), axis=-1).max(1)
+    return np.abs(a).reshape(len(a), -1).max(1)
+
+
+def _check_plausible(path: Path, d: dict[str, np.ndarray]) -> None:
+    for k, (what, warn, refuse) in PLAUSIBLE.items():
+        if k not in d:
+            continue
+        m = _magnitude(k, d[k])
+        bad = np.nonzero(m > refuse)[0]
+        if bad.size:
+            raise InputError(f"{path}: key '{k}' is implausible: {what} up to {m.max():.3g} in {bad.size} sample(s) "
+                             f"(first: {int(bad[0])}; above {refuse:g} is refused)")
+        odd = np.nonzero(m > warn)[0]
+        if odd.size:
+            log.warning("%s: key '%s': %s above %g in %d sample(s) (up to %.3g; first: %d); refined anyway",
+                        path, k, what, warn, odd.size, m.max(), int(odd[0]))
+
+
 def read_refine_input(path: str | Path, require_gt: bool = False) -> dict[str, np.ndarray]:
-    """Load and validate a refinement input ``.npz``; raise :class:`InputError` naming the bad key."""
+    """Load and validate a refinement input ``.npz``; raise :class:`InputError` naming the bad key:
+    missing keys, wrong shapes, NaN/inf in any array (optional ones included), a ``valid`` array
+    that is not 0/1, values outside :data:`PLAUSIBLE` (a warning in its grey zone)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input file not found: {path}")
@@ -69,10 +115,15 @@ def read_refine_input(path: str | Path, require_gt: bool = False) -> dict[str, n
         exp = tuple(n if s is None else s for s in shape)
         if arr.shape != exp:
             raise InputError(f"{path}: key '{k}' must have shape {exp}, got {arr.shape}")
-        if k not in OPTIONAL and (arr.dtype.kind not in "fiu" or not np.isfinite(arr).all()):
+        if arr.dtype.kind not in "fiub" or not np.isfinite(arr).all():
             raise InputError(f"{path}: key '{k}' must be finite numbers (found NaN/inf or dtype {arr.dtype})")
     if "valid" in d:
+        if not np.isin(d["valid"], (0, 1)).all():
+            raise InputError(f"{path}: key 'valid' must be 0/1 or bool, got values {np.unique(d['valid'])[:5].tolist()}")
         d["valid"] = d["valid"].astype(bool)
+    if "contact" in d and (d["contact"].dtype.kind not in "iu" or (d["contact"] < 0).any()):
+        raise InputError(f"{path}: key 'contact' must be non-negative integers, got dtype {d['contact'].dtype}")
+    _check_plausible(path, d)
     return d
 
 
