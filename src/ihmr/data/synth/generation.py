@@ -113,12 +113,20 @@ Outcome = tuple[int, Optional[tuple[str, str]]]
 _WORKER: dict = {}
 
 
+def _exit_on_sigterm(signum: int, frame) -> None:
+    """A pool worker told to stop (``Pool.terminate``) unwinds: its write in progress removes its
+    temporary file and its resources are released."""
+    raise SystemExit(128 + signum)
+
+
 def _worker_init(size: int, model: str, quality: int) -> None:
-    """A pool worker: Ctrl-C is the parent's (it terminates the pool); one thread; its own renderer
+    """A pool worker: Ctrl-C is the parent's (it terminates the pool: SIGTERM, on which the worker
+    exits cleanly); one thread; its own renderer
     (the model was loaded once in the parent already, so this fails only in odd environments; an
     initializer that raises would make the pool respawn workers forever, so the error is kept and
     every sample of this worker reports it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     torch.set_num_threads(1)
     try:
         _WORKER["renderer"] = SampleRenderer(size, model, quality)
@@ -158,7 +166,8 @@ def generate(cfg: SynthConfig) -> dict:
     ``failed``; the others go on, and the annotation files then hold the samples that were written
     (``--resume`` renders the failed ones again). Ctrl-C (KeyboardInterrupt, also with a worker
     pool) stops the run: the pool is terminated, temporaries are removed, nothing is assembled, and
-    the counts so far come back with ``interrupted`` True; ``--resume`` then completes the run with
+    the counts so far come back with ``interrupted`` True (with a pool, of the pose chunks finished:
+    samples of an unfinished chunk may be on disk, and are kept); ``--resume`` then completes the run with
     exactly the files of an uninterrupted one. Leftover temporaries of a killed run are removed at
     start.
 
