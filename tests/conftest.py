@@ -36,6 +36,22 @@ def synth12(two_hands64):
     return make_synthetic(12, seed=3, hands=two_hands64, progress=False)
 
 
+@pytest.fixture(scope="session")
+def eval_setup(tmp_path_factory):
+    """(data folder, checkpoint path) for ``ihmr eval`` tests: 6 synthetic test images at 64 px
+    (seed 1) and an untrained small stage-I network."""
+    from ihmr.data.synth import SynthConfig, generate
+    from ihmr.stage1.weights import Stage1Arch, save_stage1
+
+    root = tmp_path_factory.mktemp("eval")
+    data = root / "synth"
+    generate(SynthConfig(out=data, n=6, seed=1, size=64, split="test", progress=False))
+    arch = Stage1Arch(backbone="resnet18", heatmap_size=8, depth_bins=8, deconv_channels=32, num_deconv=1, input_size=64)
+    torch.manual_seed(0)
+    ckpt = save_stage1(root / "stage1.pt", arch.build(), arch, info={"note": "untrained, for tests"})
+    return data, ckpt
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

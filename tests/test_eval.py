@@ -36,21 +36,6 @@ def _ihmr(*args, timeout=300):
 
 
 @pytest.fixture(scope="session")
-def eval_setup(tmp_path_factory):
-    """(data folder, checkpoint path): 6 synthetic test images at 64 px and an untrained small net."""
-    from ihmr.data.synth import SynthConfig, generate
-    from ihmr.stage1.weights import Stage1Arch, save_stage1
-
-    root = tmp_path_factory.mktemp("eval")
-    data = root / "synth"
-    generate(SynthConfig(out=data, n=N, seed=1, size=64, split="test", progress=False))
-    arch = Stage1Arch(backbone="resnet18", heatmap_size=8, depth_bins=8, deconv_channels=32, num_deconv=1, input_size=64)
-    torch.manual_seed(0)
-    ckpt = save_stage1(root / "stage1.pt", arch.build(), arch, info={"note": "untrained, for tests"})
-    return data, ckpt
-
-
-@pytest.fixture(scope="session")
 def one_process(eval_setup, tmp_path_factory):
     data, ckpt = eval_setup
     out = tmp_path_factory.mktemp("eval1")

@@ -11,10 +11,13 @@ import sys
 
 import torch
 
-from ihmr.distributed import init_from_env, is_main, shutdown
+from ihmr.distributed import init_from_env, shutdown
 from ihmr.experiments.evaluation import EvalConfig, evaluate
 
 __all__ = ["add_eval_parser"]
+
+#: Failed samples listed in the summary on stderr (table.json lists all).
+_SHOWN = 20
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -22,7 +25,10 @@ def _list(text: str) -> tuple[str, ...]:
 
 
 def add_eval_parser(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate stage I (+ OPT / MLP refinement) on InterHand2.6M-format data: Table-1 shaped report")
+    p = sub.add_parser("eval", help="evaluate stage I (+ OPT / MLP refinement) on InterHand2.6M-format data: Table-1 shaped report",
+                       description="Exit status: 0 every sample evaluated, 1 some sample failed or was skipped (one line each, "
+                                   "listed in table.json's info.failed; the table is over the others), 2 bad usage (nothing run), "
+                                   "130 interrupted (the table so far is printed, nothing written).")
     p.add_argument("--data", required=True, help="data folder: annotations/<split>/ + images/<split>/ (ihmr synth, InterHand2.6M), or the annotation folder")
     p.add_argument("--split", default="test", help="split (default: test)")
     p.add_argument("--checkpoint", required=True, help="stage-I checkpoint (ihmr train stage1)")
@@ -52,9 +58,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate(cfg)
     finally:
         shutdown()
-    if report is not None and is_main():
+    if report is None:  # not rank 0: its failures are in rank 0's report
+        return 0
+    if report.table is not None:
         print(report.table.to_markdown())
-        print(f"{report.info['samples']} samples, {report.info['processes']} process(es); "
-              f"speed: stage I images/s, refiners samples/s. Wrote {report.paths.get('markdown')}, "
-              f"{report.paths.get('json')}, {report.paths.get('per_sample')}", file=sys.stderr)
-    return 0
+    info = report.info
+    print(f"{info['samples']} of {info['selected']} samples evaluated, {len(report.failed)} failed, "
+          f"{info['processes']} process(es); speed: stage I images/s, refiners samples/s.", file=sys.stderr)
+    for f in report.failed[:_SHOWN]:
+        print(f"  failed: {f['file_name'] or f['image_id']}: {f['error']}", file=sys.stderr)
+    if len(report.failed) > _SHOWN:
+        print(f"  ... and {len(report.failed) - _SHOWN} more (all in table.json's info.failed)", file=sys.stderr)
+    if report.interrupted:
+        print("ihmr eval: interrupted: the table above is over the samples evaluated so far; nothing written", file=sys.stderr)
+        return 130
+    if report.paths:
+        print(f"Wrote {report.paths['markdown']}, {report.paths['json']}, {report.paths['per_sample']}", file=sys.stderr)
+    return 1 if report.failed else 0

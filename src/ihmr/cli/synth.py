@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ihmr.data.synth import SynthConfig, generate
 
@@ -16,14 +17,19 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         resume=args.resume, model=args.model, quality=args.quality, progress=not args.quiet,
     ))
     print(json.dumps(manifest, indent=2))
-    return 0
+    if manifest["interrupted"]:
+        print(f"ihmr synth: interrupted: {manifest['rendered']} rendered, {len(manifest['failed'])} failed, "
+              f"{manifest['not_run']} not run; --resume continues", file=sys.stderr)
+        return 130
+    return 1 if manifest["failed"] else 0
 
 
 def add_synth_parser(sub) -> None:
     p = sub.add_parser(
         "synth",
         help="render synthetic interacting hands as training data in the InterHand2.6M format",
-        description="Render N pairs of interacting hands (poses in contact, random cameras, skin shading, procedural "
+        description="Exit status: 0 all written, 1 some sample failed (one line each, listed in the manifest's "
+                    "'failed'), 2 bad usage (nothing run), 130 interrupted (--resume continues). Render N pairs of interacting hands (poses in contact, random cameras, skin shading, procedural "
                     "backgrounds) and write images/<split>/... and annotations/<split>/InterHand2.6M_<split>_{data,camera,"
                     "joint_3d,MANO_NeuralAnnot}.json plus ihmr_params.json. Deterministic for a seed, whatever --workers.",
     )

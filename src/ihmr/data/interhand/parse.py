@@ -21,7 +21,7 @@ import numpy as np
 
 from ihmr.data.interhand.annotations import FIELDS, HAND_TYPES, N_JOINTS, STR_FIELDS, SkippedSample
 from ihmr.data.interhand.files import InterHandFiles
-from ihmr.errors import InputError
+from ihmr.errors import InputError, one_line
 from ihmr.geometry.camera import project_points, world_to_camera
 
 __all__ = ["read_json", "parse"]
@@ -187,8 +187,8 @@ def parse(files: InterHandFiles) -> tuple[dict[str, np.ndarray], list[SkippedSam
         except _Corrupt as e:
             skipped.append(SkippedSample(int(iid) if isinstance(iid, int) else -1, fname, str(e)))
             continue
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:  # odd types anywhere in the record
-            skipped.append(SkippedSample(int(iid) if isinstance(iid, int) else -1, fname, f"malformed record ({e})"))
+        except Exception as e:  # noqa: BLE001 - odd types or values anywhere in the record (1e400 -> inf -> int): this record only
+            skipped.append(SkippedSample(int(iid) if isinstance(iid, int) else -1, fname, f"malformed record ({one_line(e)})"))
             continue
         seen.add(iid)
         for name, val in (

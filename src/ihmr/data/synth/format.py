@@ -242,17 +242,18 @@ def _read_part(parts: Path, idx: int) -> dict:
 _CAMERA_KEYS = ("campos", "camrot", "focal", "princpt")
 
 
-def assemble(paths: dict[str, Path], n: int) -> None:
-    """Write the five annotation files from the per-sample records, streaming (memory stays flat for
-    any ``n``). The bytes equal ``json.dumps(whole, separators=(",", ":"))`` of the nested dicts."""
+def assemble(paths: dict[str, Path], idxs: Sequence[int]) -> None:
+    """Write the five annotation files from the per-sample records of the samples ``idxs`` (in that
+    order), streaming (memory stays flat for any number). The bytes equal
+    ``json.dumps(whole, separators=(",", ":"))`` of the nested dicts."""
     parts = paths["parts"]
     sections = ("images", "annotations", *_CAMERA_KEYS, "joint_3d", "mano", "ihmr")
     with tempfile.TemporaryDirectory(dir=parts, prefix=".assemble.") as tmp:
         fhs = {k: open(Path(tmp) / k, "w", encoding="utf-8") for k in sections}
         try:
-            for idx in range(n):
-                rec = _read_part(parts, idx)
-                sep = "," if idx else ""
+            for pos, idx in enumerate(idxs):
+                rec = _read_part(parts, int(idx))
+                sep = "," if pos else ""
                 cid, fr = json.dumps(rec["image"]["camera"]), json.dumps(str(rec["image"]["frame_idx"]))
                 fhs["images"].write(sep + dumps(rec["image"]))
                 fhs["annotations"].write(sep + dumps(rec["annotation"]))
