@@ -339,3 +339,21 @@ def test_torchrun_two_processes_write_what_one_writes(tmp_path):
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout.count("| image | status") == 1 and "4 done, 0 skipped, 0 failed" in two.stdout
     assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
+
+
+def test_a_users_file_or_folder_is_never_replaced_and_brackets_are_literal(tmp_path, monkeypatch, capsys):
+    (tmp_path / "hands").mkdir()
+    write_images(tmp_path / "hands", [(120, 90)])
+    (tmp_path / "hands" / "photo0.png").rename(tmp_path / "hands" / "hands.png")
+    (tmp_path / "hands" / "notes.txt").write_text("precious")
+    write_images(tmp_path / "x", [(120, 90)])
+    (tmp_path / "photo0").write_text("user file")
+    shutil.copy(tmp_path / "x" / "photo0.png", tmp_path / "shot[1].png")
+    _fake(monkeypatch)
+    rc = main(["demo", str(tmp_path / "hands" / "hands.png"), str(tmp_path / "x" / "photo0.png"), str(tmp_path / "shot[1].png"),
+               "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("is not an ihmr result folder") == 2, err
+    assert (tmp_path / "hands" / "notes.txt").read_text() == "precious" and (tmp_path / "hands" / "hands.png").is_file()
+    assert (tmp_path / "photo0").read_text() == "user file"
+    assert (tmp_path / "shot[1]" / "result.json").is_file()  # a file named like a pattern is that file

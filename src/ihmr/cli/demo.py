@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ihmr.distributed import init_from_env, shutdown
@@ -99,12 +101,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     refine = "none" if args.no_refine else args.refine
     # Whole-run errors (a bad --model, --checkpoint or --refiner) surface here, once, before any image.
     rec = Reconstructor(args.model, refine=refine, refiner=args.refiner, checkpoint=args.checkpoint)
+    if threading.current_thread() is threading.main_thread():  # MediaPipe's start-up replaces the Ctrl-C handler
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     options = BatchOptions(
         focal=args.focal, box=None if box is None else tuple(box), refine=refine,
         refiner=_resolved(args.refiner, ("default",)) if refine == "mlp" else None,
         checkpoint=_resolved(args.checkpoint), model=rec.hands.model_name if args.checkpoint else _resolved(args.model, ("open",)),
     )
-    rank, _ = init_from_env()
+    rank, _ = init_from_env("gloo")  # only Python objects are gathered: gloo on any machine
     try:
         report = run_batch(rec, images, out, options, resume=args.resume, hand_model=options.model,
                            progress=not args.no_progress)

@@ -112,7 +112,7 @@ def collect_images(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
                 for q in sorted(p.iterdir()):
                     if q.suffix.lower() in IMAGE_SUFFIXES:
                         (problems.append(f"{q}: a folder, not an image") if q.is_dir() else found.append(q))
-            elif any(ch in item for ch in "*?["):
+            elif not p.exists() and any(ch in item for ch in "*?["):  # an existing file is taken literally
                 hits = sorted(Path(h) for h in glob.glob(item, recursive=True))
                 files = [h for h in hits if h.is_file()]
                 problems += [f"{h}: a folder, not an image" for h in hits if h.is_dir() and h.suffix.lower() in IMAGE_SUFFIXES]
@@ -210,6 +210,21 @@ def input_record(image: Path, sidecar_sha256: Optional[str]) -> dict:
     return {"path": str(_resolve(image)), "sha256": _file_digest(image), "sidecar_sha256": sidecar_sha256}
 
 
+def _check_replaceable(folder: Path) -> None:
+    """InputError unless ``folder`` is absent or an ihmr result folder holding only ihmr's files
+    (a user's file or folder of that name is never replaced)."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise InputError(f"{folder} exists and is not an ihmr result folder; not replaced (choose another --out)")
+    ours = {"overlay.png", "views.png", "hands.glb", "result.json"}
+    others = [p.name for p in folder.iterdir()
+              if p.name not in ours and not (p.suffix == ".obj" and p.stem.split("_")[0] in ("right", "left")) and not p.name.endswith(".tmp")]
+    if others or not (folder / "result.json").is_file():
+        raise InputError(f"{folder} exists and is not an ihmr result folder (holds {', '.join(sorted(others)[:3]) or 'no result.json'}); "
+                         "not replaced (choose another --out)")
+
+
 def _run_one(rec: Callable, image_path: Path, out: Path, name: str, options: BatchOptions, resume: bool,
              hand_model: str) -> ItemReport:
     t0 = time.perf_counter()
@@ -228,6 +243,7 @@ def _run_one(rec: Callable, image_path: Path, out: Path, name: str, options: Bat
         boxes = [check_box(options.box, (W, H))]
     else:
         boxes = [check_box(b, (W, H), f"sidecar box {i}") for i, b in enumerate(side.get("boxes", []))]
+    _check_replaceable(out / name)
     res = rec(image, focal=options.focal or side.get("focal"), boxes=boxes)
     with atomic_folder(out / name) as staging:
         doc = write_outputs(res, image, staging, image_name=str(image_path), hand_model=hand_model, extra=ident)
