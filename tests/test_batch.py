@@ -146,6 +146,8 @@ def test_a_failing_item_is_one_line_and_the_others_go_on(tmp_path, monkeypatch, 
     assert any("photo3.png: OSError: [Errno 28] No space left on device" in ln for ln in lines)
     assert any("photo4.png" in ln and "not a readable image" in ln for ln in lines)
     assert any("photo5.png" in ln and "not a readable image" in ln for ln in lines)
+    bad = tmp_path / "in" / "photo4.png"
+    assert f"ihmr demo: {bad}: not a readable image" in cap.err  # the path is named once, not "path: path: ..."
     assert (tmp_path / "out" / "photo0" / "result.json").is_file()
     assert "1 done, 0 skipped, 5 failed" in cap.out
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
@@ -357,3 +359,18 @@ def test_a_users_file_or_folder_is_never_replaced_and_brackets_are_literal(tmp_p
     assert (tmp_path / "hands" / "notes.txt").read_text() == "precious" and (tmp_path / "hands" / "hands.png").is_file()
     assert (tmp_path / "photo0").read_text() == "user file"
     assert (tmp_path / "shot[1]" / "result.json").is_file()  # a file named like a pattern is that file
+
+
+def test_remove_leftovers_takes_only_its_own(tmp_path):
+    from ihmr.io.files import remove_leftovers
+
+    for name in (".a.partial-abcd1234", ".a.old-wxyz5678", ".a.old-x.partial-abcd1234", ".ab.partial-abcd1234"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    for f in ("a/.overlay.png.x1.tmp", "a/sub/.deep.png.x2.tmp", "a/keep.tmp"):
+        (tmp_path / f).write_text("")
+    remove_leftovers(tmp_path / "a")
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == [".a.old-x.partial-abcd1234", ".ab.partial-abcd1234", "a", "a/keep.tmp", "a/sub", "a/sub/.deep.png.x2.tmp"]
+    remove_leftovers(tmp_path / "a", recursive=True)
+    assert not (tmp_path / "a" / "sub" / ".deep.png.x2.tmp").exists() and (tmp_path / "a" / "keep.tmp").exists()

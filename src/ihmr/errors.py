@@ -24,10 +24,14 @@ class UnsafePickleError(ModelFileError):
     """A pickle asked for a class that the restricted unpickler does not allow."""
 
 
-def one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException, about: object = None) -> str:
     """``exc`` as one line for a batch's progress output and summary: the message of an
-    :class:`IhmrError`, ``"Type: message"`` of any other exception (newlines folded)."""
+    :class:`IhmrError`, ``"Type: message"`` of any other exception (newlines folded). ``about``:
+    the item the line is printed for (e.g. a path); a leading ``"<about>: "`` of the message is
+    dropped, as the line names the item already."""
     msg = " ".join(str(exc).split())
+    if about is not None and msg.startswith(f"{about}: "):
+        msg = msg[len(f"{about}: "):]
     if isinstance(exc, IhmrError):
         return msg or type(exc).__name__
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

@@ -311,9 +311,7 @@ def _run_shard(ctx: _Context, mine: np.ndarray, progress: bool) -> tuple[list[di
     warm = False
 
     def fail(i: int, e: BaseException) -> None:
-        msg = one_line(e)
-        path = f"{ann.image_root / str(ann.file_name[i])}: "
-        msg = msg[len(path):] if msg.startswith(path) else msg  # the line names the file already
+        msg = one_line(e, about=ann.image_root / str(ann.file_name[i]))  # the line names the file already
         failed.append(_failure(ann, i, msg))
         log.debug("sample %d (%s) failed", int(ann.image_id[i]), ann.file_name[i], exc_info=e)
         _echo(f"ihmr eval: {ann.file_name[i]}: {msg}")

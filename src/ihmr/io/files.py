@@ -74,18 +74,23 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def remove_leftovers(path: str | os.PathLike) -> None:
+def remove_leftovers(path: str | os.PathLike, recursive: bool = False) -> None:
     """Remove what interrupted writes of ``path`` left behind: the staging and old folders of
-    :func:`atomic_folder` beside it and, when ``path`` is a folder, the ``.*.tmp`` files of
-    :func:`atomic_write` in it."""
+    :func:`atomic_folder` beside it (``.<name>.partial-XXXXXXXX``, ``.<name>.old-XXXXXXXX``,
+    exactly) and, when ``path`` is a folder, the ``.*.tmp`` files of :func:`atomic_write` in it
+    (with ``recursive``, in all its subfolders too)."""
     path = Path(path)
     if path.parent.is_dir():
         for p in path.parent.iterdir():
-            if p.name.startswith((f".{path.name}.partial-", f".{path.name}.old-")) and p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
+            for tag in (".partial-", ".old-"):
+                head = f".{path.name}{tag}"
+                # mkdtemp's suffix is 8 characters: ".a.old-x.partial-12345678" belongs to "a.old-x", not "a"
+                if p.name.startswith(head) and len(p.name) == len(head) + 8 and p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
     if path.is_dir():
-        for p in path.glob(".*.tmp"):
-            p.unlink(missing_ok=True)
+        for p in (path.rglob if recursive else path.glob)(".*.tmp"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
 
 
 def _umask() -> int:

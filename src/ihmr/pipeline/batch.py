@@ -32,7 +32,7 @@ from ihmr.distributed import gather_objects, rank_world
 from ihmr.errors import InputError, one_line
 from ihmr.io.files import atomic_folder, remove_leftovers
 from ihmr.io.images import load_image
-from ihmr.pipeline.outputs import is_complete, write_outputs
+from ihmr.pipeline.outputs import foreign_files, is_complete, write_outputs
 
 __all__ = ["IMAGE_SUFFIXES", "BatchOptions", "ItemReport", "BatchReport", "collect_images", "folder_names",
            "read_sidecar", "check_box", "input_record", "run_batch"]
@@ -217,11 +217,9 @@ def _check_replaceable(folder: Path) -> None:
         return
     if folder.is_symlink() or not folder.is_dir():
         raise InputError(f"{folder} exists and is not an ihmr result folder; not replaced (choose another --out)")
-    ours = {"overlay.png", "views.png", "hands.glb", "result.json"}
-    others = [p.name for p in folder.iterdir()
-              if p.name not in ours and not (p.suffix == ".obj" and p.stem.split("_")[0] in ("right", "left")) and not p.name.endswith(".tmp")]
+    others = foreign_files(folder)
     if others or not (folder / "result.json").is_file():
-        raise InputError(f"{folder} exists and is not an ihmr result folder (holds {', '.join(sorted(others)[:3]) or 'no result.json'}); "
+        raise InputError(f"{folder} exists and is not an ihmr result folder (holds {', '.join(others[:3]) or 'no result.json'}); "
                          "not replaced (choose another --out)")
 
 
@@ -285,7 +283,7 @@ def run_batch(rec: Callable, images: Sequence[Path], out: Path, options: BatchOp
                 interrupted = True
                 rows[i] = ItemReport(str(images[i]), names[i], "not run (interrupted)")
             except Exception as e:  # noqa: BLE001 - per-item isolation: one line, the batch goes on
-                msg = one_line(e)
+                msg = one_line(e, about=images[i])  # the line names the image already
                 rows[i] = ItemReport(str(images[i]), names[i], f"FAILED: {msg}")
                 log.debug("%s failed", images[i], exc_info=True)
                 echo(f"ihmr demo: {images[i]}: {msg}")

@@ -25,7 +25,7 @@ from ihmr.version import __version__
 from ihmr.viz.export import HAND_COLORS, export_hand, export_hands
 from ihmr.viz.render import MeshSpec, render_meshes, render_views
 
-__all__ = ["OUTPUT_FILES", "write_outputs", "is_complete", "mesh_names", "penetration_colours"]
+__all__ = ["OUTPUT_FILES", "write_outputs", "is_complete", "foreign_files", "mesh_names", "penetration_colours"]
 
 #: The files every finished output folder holds (and right.obj and/or left.obj).
 OUTPUT_FILES = ("overlay.png", "views.png", "hands.glb", "result.json")
@@ -42,6 +42,17 @@ def is_complete(folder: Path, identity: Optional[dict] = None) -> bool:
         return doc.get("complete") is True and same and all((folder / f).is_file() for f in files)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return False
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """The names in ``folder`` that :func:`write_outputs` never writes (besides :data:`OUTPUT_FILES`
+    and :func:`mesh_names`' ``right*.obj`` / ``left*.obj``, only the ``.*.tmp`` of an interrupted
+    write are its), sorted."""
+    def ours(name: str) -> bool:
+        stem, _, suffix = name.rpartition(".")
+        return (name in OUTPUT_FILES or (suffix == "obj" and stem.split("_")[0] in ("right", "left"))
+                or (name.startswith(".") and suffix == "tmp"))
+    return sorted(p.name for p in folder.iterdir() if not ours(p.name))
 
 
 def mesh_names(result: Result) -> list[str]:

@@ -40,7 +40,7 @@ from ihmr.data.synth.format import (
 )
 from ihmr.data.synth.renderer import SampleRenderer
 from ihmr.errors import InputError, one_line
-from ihmr.io.files import ensure_writable_folder, write_bytes, write_text
+from ihmr.io.files import ensure_writable_folder, remove_leftovers, write_bytes, write_text
 
 __all__ = ["SynthConfig", "generate"]
 
@@ -97,10 +97,7 @@ def _remove_temporaries(images: Path, annotations: Path) -> None:
     :func:`~ihmr.io.files.atomic_write` (images, records, annotation files) and the staging folders
     of :func:`~ihmr.data.synth.format.assemble`."""
     for root in (images, annotations):
-        if root.is_dir():
-            for p in root.rglob(".*.tmp"):
-                if p.is_file():
-                    p.unlink(missing_ok=True)
+        remove_leftovers(root, recursive=True)
     parts = annotations / ".parts"
     if parts.is_dir():
         for p in parts.glob(".assemble.*"):
