@@ -30,10 +30,10 @@ def two_hands64():
 
 @pytest.fixture(scope="session")
 def synth12(two_hands64):
-    """12 synthetic pairs (seed 3): ground truth in contact, a colliding simulated stage I."""
+    """12 synthetic pairs (seed 3): ground truth in contact, a colliding simulated stage I (one-sided)."""
     from ihmr.data.synthetic import make_synthetic
 
-    return make_synthetic(12, seed=3, hands=two_hands64, progress=False)
+    return make_synthetic(12, seed=3, hands=two_hands64, progress=False, mix="one-sided")
 
 
 @pytest.fixture(scope="session")

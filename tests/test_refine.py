@@ -45,7 +45,7 @@ def test_synthetic_ground_truth_is_touching_and_close(hands, synth):
 
 
 def test_synthetic_is_seeded_and_round_trips(hands, synth, tmp_path):
-    again = make_synthetic(12, seed=3, hands=hands, progress=False)
+    again = make_synthetic(12, seed=3, hands=hands, progress=False, mix="one-sided")
     for k in synth.pred:
         torch.testing.assert_close(again.pred[k], synth.pred[k], rtol=0, atol=0)
     p = save_npz(tmp_path / "bench.npz", synth)
@@ -79,9 +79,16 @@ def test_collided_pair_is_separated(hands, synth):
     assert after < 0.2 * before
 
 
-def test_collision_free_input_is_unchanged(hands, synth):
-    free = dict(synth.pred, tau=synth.pred["tau"] + torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64))
-    res = refine_opt(hands, free, synth.j3d, synth.j2d, synth.cam, RefineConfig(**FAST), progress=False)
+@pytest.mark.parametrize("contact", [False, True])
+def test_collision_free_input_is_unchanged(hands, synth, contact):
+    """Without collision the paper leaves a pair as it is; with the contact refinement so does a
+    pair whose joint head evidences no contact (here the joint head's left hand is far away too)."""
+    shift = torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)
+    free = dict(synth.pred, tau=synth.pred["tau"] + shift)
+    j3d = synth.j3d.clone()
+    if contact:
+        j3d[:, 21:] += shift
+    res = refine_opt(hands, free, j3d, synth.j2d, synth.cam, RefineConfig(**FAST, contact=contact), progress=False)
     assert torch.all(res.e_col_before == 0)
     for k, v in free.items():
         torch.testing.assert_close(res.params[k], v.to(res.params[k].dtype), rtol=0, atol=0)

@@ -43,6 +43,8 @@ def add_demo_parser(sub) -> None:
                    help="collision refinement: OPT (gradient optimisation, default), the learned MLP refiners, or none")
     p.add_argument("--refiner", default="default", help="MLP refiner checkpoint for --refine mlp (default: the shipped ones)")
     p.add_argument("--no-refine", action="store_true", help="same as --refine none")
+    p.add_argument("--no-contact", action="store_true",
+                   help="OPT only pushes colliding hands apart (the paper); default: it also closes gaps the landmarks evidence")
     p.add_argument("--checkpoint", default=None,
                    help="stage-I network checkpoint (ihmr train stage1): the network replaces MediaPipe + IK as stage I "
                         "(MediaPipe, the sidecar or --box only give the crop around both hands; the checkpoint's hand model replaces --model)")
@@ -100,13 +102,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = ensure_writable_folder(args.out)
     refine = "none" if args.no_refine else args.refine
     # Whole-run errors (a bad --model, --checkpoint or --refiner) surface here, once, before any image.
-    rec = Reconstructor(args.model, refine=refine, refiner=args.refiner, checkpoint=args.checkpoint)
+    rec = Reconstructor(args.model, refine=refine, refiner=args.refiner, checkpoint=args.checkpoint, contact=not args.no_contact)
     if threading.current_thread() is threading.main_thread():  # MediaPipe's start-up replaces the Ctrl-C handler
         signal.signal(signal.SIGINT, signal.default_int_handler)
     options = BatchOptions(
         focal=args.focal, box=None if box is None else tuple(box), refine=refine,
         refiner=_resolved(args.refiner, ("default",)) if refine == "mlp" else None,
         checkpoint=_resolved(args.checkpoint), model=rec.hands.model_name if args.checkpoint else _resolved(args.model, ("open",)),
+        contact=not args.no_contact,
     )
     rank, _ = init_from_env("gloo")  # only Python objects are gathered: gloo on any machine
     try:

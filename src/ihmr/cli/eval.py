@@ -37,6 +37,7 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--batch", type=int, default=16, help="images per stage-I forward pass (default: 16)")
     p.add_argument("--refine-batch", type=int, default=64, help="samples refined together (default: 64)")
     p.add_argument("--iterations", type=int, default=None, help="OPT Adam steps per factor (default: RefineConfig's)")
+    p.add_argument("--no-contact", action="store_true", help="OPT without the contact term and criterion (the paper; ablation)")
     p.add_argument("--limit", type=int, default=None, help="only the first N samples of the split")
     p.add_argument("--out", default="eval", help="output folder: table.md, table.json, per_sample.npz (default: eval)")
     p.add_argument("--refiner", default="default", help="MLP refiner checkpoint for the mlp row (default: the shipped ones)")
@@ -50,7 +51,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, args.threads))
     cfg = EvalConfig(
         data=args.data, checkpoint=args.checkpoint, split=args.split, refine=_list(args.refine), subsets=_list(args.subset),
-        batch=args.batch, limit=args.limit, out=args.out, refiner=args.refiner, iterations=args.iterations,
+        batch=args.batch, limit=args.limit, out=args.out, refiner=args.refiner, iterations=args.iterations, contact=not args.no_contact,
         refine_batch=args.refine_batch, progress=not args.no_progress,
     ).check()
     init_from_env()

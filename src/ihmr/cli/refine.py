@@ -9,6 +9,7 @@ import argparse
 import json
 from typing import Optional
 
+from ihmr.data.synthetic import MIXES
 from ihmr.errors import InputError
 from ihmr.experiments.refine_runs import refine_npz
 from ihmr.experiments.refine_tables import BenchRefineConfig, run_refine_tables, write_report
@@ -29,7 +30,7 @@ def config_from_args(args: argparse.Namespace):
     if chosen is not None and set(chosen) - set(order):
         raise InputError(f"--factors {sorted(set(chosen) - set(order))} not in --order {order}")
     kw = dict(factors=factors, verify=not args.no_verify, factorize=not args.no_factorize,
-              collision=args.collision, init=args.init, iterations=args.iterations)
+              collision=args.collision, init=args.init, iterations=args.iterations, contact=not args.no_contact)
     if args.terms:
         kw["terms"] = _factor_list(args.terms)
     return RefineConfig(**kw).check()
@@ -45,6 +46,8 @@ def _add_switches(p: argparse.ArgumentParser) -> None:
     p.add_argument("--order", default=None, help="comma-separated factor order (default tau,phi,theta,beta)")
     p.add_argument("--no-verify", action="store_true", help="accept every stage's result (ablation)")
     p.add_argument("--no-factorize", action="store_true", help="refine all factors jointly in one stage (ablation)")
+    p.add_argument("--no-contact", action="store_true",
+                   help="no contact term and criterion: only push colliding hands apart, as in the paper (ablation)")
     p.add_argument("--init", choices=["pred", "mean"], default="pred", help="start from the predictions or the mean shape/pose")
     p.add_argument("--terms", default=None, help="objective terms, comma-separated subset of col,2d,3d,tau,reg,finger")
     p.add_argument("--iterations", type=int, default=60, help="Adam steps per stage")
@@ -68,6 +71,8 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--n-ablation", type=int, default=64, help="samples of each ablation run (Tables 3, 4, A.4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma", type=float, default=10.0, help="joint-head noise, mm per coordinate")
+    p.add_argument("--mix", choices=list(MIXES), default="two-sided",
+                   help="how the simulated stage I errs: into and away from the other hand (two-sided), or only into it (one-sided, the paper)")
     p.add_argument("--json", default=None, help="also write all figures to this JSON file")
     p.add_argument("--tables", default="1,3,4,A4", help="which tables to run")
     p.add_argument("--data", default=None, help="cache of the generated pairs: read when it exists (for the same --n/--seed/--sigma), else written")
@@ -92,7 +97,7 @@ def _cmd_bench_refine(args: argparse.Namespace) -> int:
     cfg = BenchRefineConfig(
         n=args.n, n_ablation=args.n_ablation, seed=args.seed, sigma_mm=args.sigma, tables=_factor_list(args.tables) or (),
         data=args.data, refine=config_from_args(args), batch=args.batch, model=args.model, refiner=args.refiner,
-        mlp_batch=args.mlp_batch, verify_collision=args.verify_collision,
+        mlp_batch=args.mlp_batch, verify_collision=args.verify_collision, mix=args.mix,
     )
     report = run_refine_tables(cfg, echo=print)
     if args.json:

@@ -11,8 +11,14 @@ We cannot download InterHand2.6M, so refinement is measured on a faithful stand-
   meet the joint-based criterion), closely interacting (mean inter-distance < 40 mm).
   A random global rotation is applied to the pair.
 - **Simulated stage-I predictions**: the ground truth corrupted per factor (shape, orientation,
-  finger pose, and relative translation biased towards the other hand), so they collide like the
-  paper's baseline.
+  finger pose, and relative translation). The relative translation errs along the separation
+  direction according to the *mix* (:data:`MIXES`):
+
+  - ``"two-sided"`` (the default): half the samples (a seeded random half) are pulled 8-20 mm
+    into the other hand, the other half pushed 8-20 mm away from it, since a monocular estimate
+    of touching hands errs both ways; ``error_side`` records which (+1 into, -1 away).
+  - ``"one-sided"``: every sample pulled 6-16 mm into the other hand, so they collide like the
+    paper's baseline (the benchmark of the paper's Table 1; the draws of earlier versions).
 - **Simulated joint head**: ground-truth 3D joints plus Gaussian noise of ``sigma`` (per coordinate)
   and 2D joints projected by the weak-perspective camera plus noise.
 
@@ -44,6 +50,7 @@ from ihmr.metrics import closely_interacting_mask, penetration_depths
 
 __all__ = [
     "CONTACTS",
+    "MIXES",
     "NPZ_KEYS",
     "SyntheticSet",
     "make_synthetic",
@@ -57,6 +64,10 @@ CONTACTS = ("palm_to_palm", "fingertips", "clasped", "interlaced", "holding_fing
 CONTACT_WEIGHTS = (0.2, 0.06, 0.2, 0.2, 0.2, 0.07, 0.07)
 #: Max depth (m) still counted as touching when placing the ground truth.
 CONTACT_TOLERANCE = 0.0003
+#: How the simulated stage I errs in the relative translation (see the module docstring).
+MIXES = ("two-sided", "one-sided")
+#: Range (m) of the relative-translation error along the separation direction, per mix.
+MIX_RANGES = {"two-sided": (0.008, 0.020), "one-sided": (0.006, 0.016)}
 
 
 
@@ -74,6 +85,7 @@ class SyntheticSet:
     contact: Tensor
     meta: dict = field(default_factory=dict)
     sep: Optional[Tensor] = None  # (N, 3) separation direction of the ground-truth placement
+    error_side: Optional[Tensor] = None  # (N,) int8: +1 stage I errs into the other hand, -1 away
 
     def __len__(self) -> int:
         return int(self.cam.shape[0])
@@ -84,7 +96,14 @@ class SyntheticSet:
             gt={k: v[idx] for k, v in self.gt.items()}, pred={k: v[idx] for k, v in self.pred.items()},
             cam=self.cam[idx], j3d=self.j3d[idx], j2d=self.j2d[idx], gt_j3d=self.gt_j3d[idx], valid=self.valid[idx],
             contact=self.contact[idx], meta=dict(self.meta), sep=None if self.sep is None else self.sep[idx],
+            error_side=None if self.error_side is None else self.error_side[idx],
         )
+
+    def sides(self) -> tuple[Tensor, Tensor]:
+        """``(N,)`` bool masks of the penetrating part (stage I errs into the other hand) and the
+        separated part (errs away); a set without ``error_side`` is all penetrating."""
+        s = self.error_side if self.error_side is not None else torch.ones(len(self), dtype=torch.int8)
+        return s > 0, s < 0
 
 
 #: Spread direction per MANO finger joint 1..15 (index and thumb towards the thumb side, pinky and
@@ -172,10 +191,14 @@ def make_synthetic(
     hands: Optional[TwoHands] = None,
     contacts: Optional[list[str]] = None,
     progress: bool = True,
+    mix: str = "two-sided",
 ) -> SyntheticSet:
-    """Generate ``n`` samples (see the module docstring). Deterministic for a seed."""
+    """Generate ``n`` samples (see the module docstring; ``mix`` one of :data:`MIXES`).
+    Deterministic for a seed; the two mixes share the ground truth and every draw but the
+    direction and size of the relative-translation error."""
     if n <= 0:
         raise InputError(f"n must be positive, got {n}")
+    _check_mix(mix)
     contacts = list(contacts or CONTACTS)
     unknown = set(contacts) - set(CONTACTS)
     if unknown:
@@ -225,7 +248,23 @@ def make_synthetic(
     if have < n:
         raise RuntimeError(f"could only place {have} of {n} pairs; try other contact kinds")
     gt = {k: torch.cat(v)[:n] for k, v in keep.items()}
-    return _simulate_predictions(hands, gt, sigma_mm, g, seed)
+    return _simulate_predictions(hands, gt, sigma_mm, g, seed, mix)
+
+
+def _check_mix(mix: str) -> None:
+    if mix not in MIXES:
+        raise InputError(f"mix must be one of {', '.join(MIXES)}, got {mix!r}")
+
+
+def _error_side(n: int, seed: int, mix: str) -> Tensor:
+    """``(n,)`` int8 +1 / -1 per sample (see the module docstring), from its own seeded generator
+    so that the mixes share every other draw."""
+    if mix == "one-sided":
+        return torch.ones(n, dtype=torch.int8)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
+    side = torch.ones(n, dtype=torch.int8)
+    side[perm[n // 2:]] = -1
+    return side
 
 
 def _random_rotvec(n: int, g: torch.Generator, dt: torch.dtype) -> Tensor:
@@ -237,7 +276,7 @@ def _random_rotvec(n: int, g: torch.Generator, dt: torch.dtype) -> Tensor:
     return q[:, 1:] / s * 2 * torch.atan2(s, q[:, :1])
 
 
-def _simulate_predictions(hands: TwoHands, gt: dict, sigma_mm: float, g: torch.Generator, seed: int) -> SyntheticSet:
+def _simulate_predictions(hands: TwoHands, gt: dict, sigma_mm: float, g: torch.Generator, seed: int, mix: str) -> SyntheticSet:
     """Corrupt the ground truth per factor (stage I) and simulate the joint head."""
     dt = torch.float64
     n = gt["beta"].shape[0]
@@ -246,8 +285,11 @@ def _simulate_predictions(hands: TwoHands, gt: dict, sigma_mm: float, g: torch.G
     dR = axis_angle_to_matrix(0.07 * torch.randn(n, 2, 3, generator=g, dtype=dt))
     phi = matrix_to_axis_angle(axis_angle_to_matrix(gt["phi"]) @ dR)
     theta = torch.stack([lim[h].clamp(gt["theta"][:, h] + 0.12 * torch.randn(n, 45, generator=g, dtype=dt)) for h in range(2)], 1)
-    # Relative translation: too close along the separation direction (collisions), plus noise.
-    push = (0.006 + 0.010 * torch.rand(n, generator=g, dtype=dt))[:, None] * gt["sep"]
+    # Relative translation: along the separation direction into (+1) or away from (-1) the other
+    # hand (the mix), plus noise.
+    lo, hi = MIX_RANGES[mix]
+    side = _error_side(n, seed, mix)
+    push = (side.to(dt) * (lo + (hi - lo) * torch.rand(n, generator=g, dtype=dt)))[:, None] * gt["sep"]
     tau = gt["tau"] - push + 0.003 * torch.randn(n, 3, generator=g, dtype=dt)
     with torch.no_grad():
         gt_out = hands(gt["beta"], gt["phi"], gt["theta"], gt["tau"])
@@ -263,19 +305,21 @@ def _simulate_predictions(hands: TwoHands, gt: dict, sigma_mm: float, g: torch.G
         gt={k: gt[k] for k in ("beta", "phi", "theta", "tau")},
         pred=dict(beta=beta, phi=phi, theta=theta, tau=tau),
         cam=cam_pred, j3d=j3d, j2d=j2d, gt_j3d=gt_j, valid=torch.ones(n, 42, dtype=torch.bool),
-        contact=gt["kind"], meta=dict(seed=seed, sigma_mm=sigma_mm, model=hands.model_name, contacts=list(CONTACTS)),
-        sep=gt["sep"],
+        contact=gt["kind"], meta=dict(seed=seed, sigma_mm=sigma_mm, model=hands.model_name, contacts=list(CONTACTS), mix=mix),
+        sep=gt["sep"], error_side=side,
     )
 
 
-def resimulate(hands: TwoHands, data: SyntheticSet, sigma_mm: float, seed: int) -> SyntheticSet:
-    """The same ground truth with a fresh simulated stage I and joint head (seeded): a cheap way to
-    draw new training inputs for the learned refiners. Needs ``data.sep``."""
+def resimulate(hands: TwoHands, data: SyntheticSet, sigma_mm: float, seed: int, mix: str = "two-sided") -> SyntheticSet:
+    """The same ground truth with a fresh simulated stage I and joint head (seeded; ``mix`` one of
+    :data:`MIXES`): a cheap way to draw new training inputs for the learned refiners. Needs
+    ``data.sep``."""
+    _check_mix(mix)
     if data.sep is None:
         raise InputError("this synthetic set has no separation directions (gt_sep); regenerate it with make_synthetic")
     g = torch.Generator().manual_seed(seed)
     gt = dict(data.gt, kind=data.contact, sep=data.sep)
-    return _simulate_predictions(hands, gt, sigma_mm, g, seed)
+    return _simulate_predictions(hands, gt, sigma_mm, g, seed, mix)
 
 
 def save_npz(path: str | Path, data: SyntheticSet) -> Path:
@@ -286,6 +330,8 @@ def save_npz(path: str | Path, data: SyntheticSet) -> Path:
                   valid=data.valid.numpy(), contact=data.contact.numpy(), meta=np.array(json.dumps(data.meta)))
     if data.sep is not None:
         arrays["gt_sep"] = data.sep.numpy()
+    if data.error_side is not None:
+        arrays["error_side"] = data.error_side.numpy()
     return write_npz(path, arrays)
 
 
@@ -302,4 +348,5 @@ def load_npz(path: str | Path) -> SyntheticSet:
         contact=t("contact") if "contact" in d else torch.zeros(n, dtype=torch.long),
         meta=json.loads(str(d["meta"])) if "meta" in d else {},
         sep=t("gt_sep") if "gt_sep" in d else None,
+        error_side=t("error_side").to(torch.int8) if "error_side" in d else None,
     )

@@ -30,7 +30,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -45,7 +45,7 @@ from ihmr.errors import InputError, one_line
 from ihmr.handmodel import TwoHands
 from ihmr.io.files import atomic_write, ensure_writable_folder, remove_leftovers
 from ihmr.io.npz import write_npz
-from ihmr.metrics import PenetrationStats, PoseError, SampleMetrics, metrics_table, sample_metrics
+from ihmr.metrics import ContactStats, PenetrationStats, PoseError, SampleMetrics, metrics_table, sample_metrics
 from ihmr.refine import RefineConfig, refine_opt
 from ihmr.refine.mlp import load_refiner, refine_mlp
 from ihmr.stage1.weights import load_stage1
@@ -87,6 +87,7 @@ class EvalConfig:
     out: Optional[str | Path] = None
     refiner: str | Path = "default"
     iterations: Optional[int] = None
+    contact: bool = True
     refine_batch: int = 64
     progress: bool = True
     cache_dir: Any = None
@@ -193,7 +194,8 @@ def _gt_meshes(hands, gt: dict[str, np.ndarray], R: np.ndarray, t: np.ndarray) -
 
 def _method_metrics(hands, params: dict[str, np.ndarray], gt_j, valid, gt_v, batch: int = 64) -> dict[str, np.ndarray]:
     """Per-sample arrays of one method: ``{metric}`` (mm) and ``{metric}_count`` for the pose errors,
-    ``ave_p`` / ``max_p`` (mm)."""
+    ``ave_p`` / ``max_p`` (mm), with ground-truth meshes the contact figures ``contact_gap`` (mm)
+    and the vertex counts ``contact_tp`` / ``contact_pred`` / ``contact_gt``."""
     res: dict[str, list] = {}
     N = params["beta"].shape[0]
     for s in range(0, N, batch):
@@ -209,6 +211,10 @@ def _method_metrics(hands, params: dict[str, np.ndarray], gt_j, valid, gt_v, bat
                 res.setdefault(f"{k}_count", []).append(e.count)
         res.setdefault("ave_p", []).append(m.penetration.ave_p)
         res.setdefault("max_p", []).append(m.penetration.max_p)
+        if m.contact is not None:
+            for k, v in (("contact_gap", m.contact.gap_mm), ("contact_tp", m.contact.tp), ("contact_pred", m.contact.n_pred),
+                         ("contact_gt", m.contact.n_gt)):
+                res.setdefault(k, []).append(v)
     return {k: np.concatenate(v) for k, v in res.items()}
 
 
@@ -220,8 +226,11 @@ def _to_sample_metrics(d: dict[str, np.ndarray], prefix: str):
         tot = c.sum()
         return PoseError(float(np.nansum(ps * c) / tot) if tot else float("nan"), ps, c)
 
+    contact = None
+    if f"{prefix}contact_gap" in d:
+        contact = ContactStats(*(d[f"{prefix}contact_{k}"] for k in ("gap", "tp", "pred", "gt")))
     return SampleMetrics(mpjpe=pose("mpjpe"), i_mpjpe=pose("i_mpjpe"), mpvpe=pose("mpvpe"), i_mpvpe=pose("i_mpvpe"),
-                         penetration=PenetrationStats(d[f"{prefix}ave_p"], d[f"{prefix}max_p"]))
+                         penetration=PenetrationStats(d[f"{prefix}ave_p"], d[f"{prefix}max_p"]), contact=contact)
 
 
 # -------------------------------------------------------------------------------------------- run
@@ -262,7 +271,7 @@ def _eval_samples(ctx: _Context, positions: Sequence[int], crops: Sequence[torch
     t = lambda k: torch.as_tensor(pred[k], dtype=torch.float64)  # noqa: E731
     for r in cfg.refine:
         if r == "opt":
-            rc = RefineConfig() if cfg.iterations is None else replace(RefineConfig(), iterations=cfg.iterations)
+            rc = RefineConfig(contact=cfg.contact) if cfg.iterations is None else RefineConfig(iterations=cfg.iterations, contact=cfg.contact)
             res = refine_opt(ctx.hands64, {k: t(k) for k in base}, t("j3d"), t("j2d"), t("cam"), rc,
                              batch_size=cfg.refine_batch, progress=False)
         elif r == "mlp":
@@ -435,7 +444,7 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
         "data": str(cfg.data), "split": cfg.split, "checkpoint": str(cfg.checkpoint), "samples": int(len(done)),
         "selected": N, "processes": world, "backbone": arch.backbone, "input_size": arch.input_size, "model": arch.model,
         "refine": list(methods), "refiner": str(cfg.refiner) if "mlp" in cfg.refine else None,
-        "opt_iterations": cfg.iterations, "gt_meshes": has_mesh and bool(len(done)),
+        "opt_iterations": cfg.iterations, "contact": cfg.contact, "gt_meshes": has_mesh and bool(len(done)),
         "subset_sizes": {SUBSET_NAMES[s]: int(m.sum()) for s, m in sub.items()},
         "speed_units": {"Baseline (stage I)": "images/s (network forward only)", "refiners": "samples/s"},
         "skipped": len(ann.skipped), "failed": failed, "interrupted": interrupted, "checkpoint_info": ck_info,

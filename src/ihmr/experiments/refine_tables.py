@@ -7,9 +7,16 @@ A.4 shapes on pairs from :func:`ihmr.data.synthetic.make_synthetic`.
 - Table 4: factors, their order, factorization and verification (ablations of the base config).
 - Table A.4: OPT with joint heads of increasing noise (``sigma`` 0 ... 40 mm).
 
-Every row is a dict: ``method``, ``n``, ``mpjpe_mm``, ``i_mpjpe_mm``, ``ave_p_mm``, ``max_p_mm``
-(after refinement; the baseline row: before), the same with ``_before``, ``samples_per_s``
-(``None`` for the baseline) and for refiner rows ``samples_worse_on_a_criterion``.
+The benchmark is two-sided by default (:data:`ihmr.data.synthetic.MIXES`): the simulated stage I
+errs into the other hand on one half of the pairs (the *penetrating part*) and away from it on the
+other (the *separated part*); ``--mix one-sided`` is the paper's setting (every pair penetrating).
+
+Every row is a dict: ``method``, ``n``, ``mpjpe_mm``, ``i_mpjpe_mm``, ``ave_p_mm``, ``max_p_mm``,
+``contact_gap_mm``, ``contact_precision``, ``contact_recall`` over all its samples (after
+refinement; the baseline row: before), the same with ``_before``, ``parts``: ``penetrating`` /
+``separated`` -> the same figures on that part, ``samples_per_s`` (``None`` for the baseline)
+and for refiner rows ``samples_worse_on_a_criterion`` (collision, 3D-joint error or an evidenced
+gap higher than before).
 """
 
 from __future__ import annotations
@@ -24,9 +31,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ihmr.data.synthetic import load_npz, make_synthetic, save_npz
+from ihmr.data.synthetic import MIXES, load_npz, make_synthetic, save_npz
 from ihmr.errors import InputError
-from ihmr.experiments.refine_runs import evaluate_params, run_mlp
+from ihmr.experiments.refine_runs import evaluate_params, mean_figures, run_mlp
 from ihmr.handmodel import TwoHands
 from ihmr.io.files import atomic_write
 from ihmr.joint_order import to_two_hand
@@ -49,7 +56,6 @@ log = logging.getLogger(__name__)
 TABLES: tuple[str, ...] = ("1", "3", "4", "A4")
 #: Joint-head noise (mm per coordinate) of the Table A.4 rows.
 A4_SIGMAS_MM: tuple[float, ...] = (0.0, 10.0, 20.0, 40.0)
-_METRICS = ("mpjpe_mm", "i_mpjpe_mm", "ave_p_mm", "max_p_mm")
 _BASELINE = "Baseline (simulated stage I)"
 
 
@@ -71,6 +77,7 @@ class BenchRefineConfig:
         refiner: MLP refiner checkpoint (``"default"``: the shipped ones); ``"none"`` skips the MLP row.
         mlp_batch: samples refined together by the MLP refiner.
         verify_collision: collision measure of the MLP refiner's verification (``"proxy"`` / ``"exact"``).
+        mix: how the simulated stage I errs (:data:`ihmr.data.synthetic.MIXES`).
     """
 
     n: int = 256
@@ -85,6 +92,7 @@ class BenchRefineConfig:
     refiner: str | Path = "default"
     mlp_batch: int = 256
     verify_collision: str = "proxy"
+    mix: str = "two-sided"
 
 
 def table_variants(table: str, base: RefineConfig) -> list[tuple[str, RefineConfig]]:
@@ -104,17 +112,33 @@ def table_variants(table: str, base: RefineConfig) -> list[tuple[str, RefineConf
     raise InputError(f"no variants for table {table!r} (only '3' and '4')")
 
 
-def _row(name: str, before: dict, after: Optional[dict], seconds: Optional[float]) -> dict:
+def _row(name: str, before: dict, after: Optional[dict], seconds: Optional[float],
+         parts: Optional[dict[str, np.ndarray]] = None) -> dict:
     """A table row: the means of the per-sample metrics ``before`` / ``after`` refinement (``after``
-    None: the baseline row) and the speed of a refinement that took ``seconds``."""
+    None: the baseline row) over all samples and over each of ``parts`` (name -> ``(n,)`` bool),
+    and the speed of a refinement that took ``seconds``."""
     m = after if after is not None else before
     n = len(before["ave_p_mm"])
-    row = {"method": name, "n": n}
-    for k in _METRICS:
-        row[k] = float(np.mean(m[k]))
-        row[f"{k}_before"] = float(np.mean(before[k]))
+    row: dict = {"method": name, "n": n}
+    everything = np.ones(n, bool)
+    for which, src in (("", m), ("_before", before)):
+        row.update({f"{k}{which}": v for k, v in mean_figures(src, everything).items()})
+    if parts:
+        row["parts"] = {}
+        for part, mask in parts.items():
+            fig = {"n": int(mask.sum()), **mean_figures(m, mask)}
+            fig.update({f"{k}_before": v for k, v in mean_figures(before, mask).items()})
+            row["parts"][part] = fig
     row["samples_per_s"] = None if seconds is None else n / seconds
     return row
+
+
+def _worse(res: RefineResult) -> torch.Tensor:
+    """``(n,)`` bool: refinement raised the collision error, the 3D-joint error or an evidenced gap."""
+    worse = (res.e_col_after > res.e_col_before + 1e-12) | (res.e3d_after > res.e3d_before + 1e-12)
+    if res.contact is not None and res.gap_before is not None and res.gap_after is not None:
+        worse |= res.contact & (res.gap_after > res.gap_before + 1e-12)
+    return worse
 
 
 def _refine(hands: TwoHands, data, idx: torch.Tensor, cfg: RefineConfig, batch: int) -> RefineResult:
@@ -123,75 +147,109 @@ def _refine(hands: TwoHands, data, idx: torch.Tensor, cfg: RefineConfig, batch: 
     return refine_opt(hands, p, data.j3d[idx], data.j2d[idx], data.cam[idx], cfg, batch_size=batch, progress=False)
 
 
+def _parts(data, idx: torch.Tensor) -> dict[str, np.ndarray]:
+    """The penetrating and separated parts (:meth:`SyntheticSet.sides`) of the samples ``idx``."""
+    pen, sep = data.sides()
+    return {"penetrating": pen[idx].numpy(), "separated": sep[idx].numpy()}
+
+
+def _gt_params(data, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: v[idx] for k, v in data.gt.items()}
+
+
 def _run_rows(hands: TwoHands, data, gt: torch.Tensor, idx: torch.Tensor, variants, batch: int) -> list[dict]:
     """The baseline row and one row per ``(name, cfg)`` of OPT on the samples ``idx``."""
     rows = []
-    sub_gt = gt[idx]
-    before = evaluate_params(hands, {k: v[idx] for k, v in data.pred.items()}, sub_gt)
-    rows.append(_row(_BASELINE, before, None, None))
+    sub_gt, gtp, parts = gt[idx], _gt_params(data, idx), _parts(data, idx)
+    before = evaluate_params(hands, {k: v[idx] for k, v in data.pred.items()}, sub_gt, gt_params=gtp)
+    rows.append(_row(_BASELINE, before, None, None, parts))
     for name, cfg in variants:
         res = _refine(hands, data, idx, cfg, batch)
-        after = evaluate_params(hands, res.params, sub_gt)
-        row = _row(name, before, after, res.seconds)
-        worse = ((res.e_col_after > res.e_col_before + 1e-12) | (res.e3d_after > res.e3d_before + 1e-12)).sum()
-        row["samples_worse_on_a_criterion"] = int(worse)
+        after = evaluate_params(hands, res.params, sub_gt, gt_params=gtp)
+        row = _row(name, before, after, res.seconds, parts)
+        row["samples_worse_on_a_criterion"] = int(_worse(res).sum())
         rows.append(row)
     return rows
 
 
 def _mlp_row(cfg: BenchRefineConfig, hands: TwoHands, data, gt: torch.Tensor, idx: torch.Tensor) -> dict:
     refiner = load_refiner(cfg.refiner, hands)
-    sub_gt = gt[idx]
+    sub_gt, gtp, parts = gt[idx], _gt_params(data, idx), _parts(data, idx)
     pred = {k: v[idx] for k, v in data.pred.items()}
-    before = evaluate_params(hands, pred, sub_gt)
+    before = evaluate_params(hands, pred, sub_gt, gt_params=gtp)
     mcfg = MLPRefineConfig(factors=cfg.refine.factors, verify=cfg.refine.verify, collision=cfg.verify_collision)
     res = run_mlp(cfg.model, pred, data.j3d[idx], data.j2d[idx], mcfg, refiner, batch_size=cfg.mlp_batch)
-    after = evaluate_params(hands, res.params, sub_gt)
-    row = _row(f"IHMR-MLP ({cfg.verify_collision} verification, B = {cfg.mlp_batch})", before, after, res.seconds)
-    row["samples_worse_on_a_criterion"] = int(((res.e_col_after > res.e_col_before) | (res.e3d_after > res.e3d_before)).sum())
+    after = evaluate_params(hands, res.params, sub_gt, gt_params=gtp)
+    row = _row(f"IHMR-MLP ({cfg.verify_collision} verification, B = {cfg.mlp_batch})", before, after, res.seconds, parts)
+    row["samples_worse_on_a_criterion"] = int(_worse(res).sum())
     row["samples_worse_exact_collision"] = int((after["ave_p_mm"] > before["ave_p_mm"] + 1e-9).sum())
     row["accepted"] = {k: int(v.sum()) for k, v in res.accepted.items()}
     return row
 
 
+def _f(x: Optional[float], nd: int = 2) -> str:
+    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
+
+
 def rows_markdown(title: str, rows: list[dict]) -> str:
-    """A Markdown table of Table 1 / 3 / 4 rows under ``title`` (preceded by a blank line)."""
-    lines = [f"\n{title}", "| Method | n | MPJPE | I-MPJPE | AVE-P / MAX-P (mm) | samples/s |", "|---|---|---|---|---|---|"]
+    """A Markdown table of Table 1 / 3 / 4 rows under ``title`` (preceded by a blank line): pose
+    errors on all samples, penetration on the penetrating part, the contact gap on the separated
+    part, contact precision / recall on all."""
+    lines = [f"\n{title}", "| Method | n | MPJPE | I-MPJPE | AVE-P / MAX-P (mm), penetrating part | contact gap (mm), separated part "
+             "| contact P / R | samples/s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        sp = "-" if r["samples_per_s"] is None else f"{r['samples_per_s']:.2f}"
-        lines.append(f"| {r['method']} | {r['n']} | {r['mpjpe_mm']:.2f} | {r['i_mpjpe_mm']:.2f} | {r['ave_p_mm']:.3f} / {r['max_p_mm']:.2f} | {sp} |")
+        pen = r.get("parts", {}).get("penetrating", r)
+        sep = r.get("parts", {}).get("separated", {})
+        lines.append(f"| {r['method']} | {r['n']} | {_f(r['mpjpe_mm'])} | {_f(r['i_mpjpe_mm'])} | {_f(pen.get('ave_p_mm'), 3)} / "
+                     f"{_f(pen.get('max_p_mm'))} (n {pen.get('n', r['n'])}) | {_f(sep.get('contact_gap_mm'))} (n {sep.get('n', 0)}) "
+                     f"| {_f(r.get('contact_precision'))} / {_f(r.get('contact_recall'))} | {_f(r['samples_per_s'])} |")
     return "\n".join(lines)
 
 
 def _a4_markdown(rows: list[dict], n: int) -> str:
     lines = [f"\nTable A.4 (joint-head quality, n = {n} per row; *_before = simulated baseline)",
-             "| sigma | MPJPE before -> after | I-MPJPE before -> after | AVE-P before -> after | samples/s |",
-             "|---|---|---|---|---|"]
+             "| sigma | MPJPE before -> after | I-MPJPE before -> after | AVE-P before -> after | contact gap before -> after | samples/s |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['mpjpe_mm_before']:.2f} -> {r['mpjpe_mm']:.2f} | {r['i_mpjpe_mm_before']:.2f} -> {r['i_mpjpe_mm']:.2f} "
-                     f"| {r['ave_p_mm_before']:.3f} -> {r['ave_p_mm']:.3f} | {r['samples_per_s']:.2f} |")
+                     f"| {r['ave_p_mm_before']:.3f} -> {r['ave_p_mm']:.3f} | {_f(r.get('contact_gap_mm_before'))} -> {_f(r.get('contact_gap_mm'))} "
+                     f"| {r['samples_per_s']:.2f} |")
     return "\n".join(lines)
 
 
+def _change(after: Optional[float], before: Optional[float]) -> str:
+    """``-x.x %`` (a reduction is negative) or ``-`` when undefined."""
+    return "-" if after is None or not before else f"{100 * (after / before - 1):+.1f} %"
+
+
 def _improvement_lines(rows: list[dict]) -> list[str]:
-    """Table 1: each refiner's AVE-P reduction and I-MPJPE improvement over the baseline row."""
+    """Table 1: each refiner's change of AVE-P on the penetrating part, of the contact gap on the
+    separated part and of I-MPJPE on all samples, against the baseline row."""
     b = rows[0]
-    return [
-        f"{o['method']}: AVE-P reduction {100 * (1 - o['ave_p_mm'] / b['ave_p_mm']):.1f} %, "
-        f"I-MPJPE improvement {100 * (1 - o['i_mpjpe_mm'] / b['i_mpjpe_mm']):.1f} %, "
-        f"samples made worse on a verification criterion: {o['samples_worse_on_a_criterion']}"
-        + (f" (exact AVE-P higher than before: {o['samples_worse_exact_collision']})" if "samples_worse_exact_collision" in o else "")
-        for o in rows[1:3]
-    ]
+    out = []
+    for o in rows[1:3]:
+        pen_o, pen_b = o.get("parts", {}).get("penetrating", o), b.get("parts", {}).get("penetrating", b)
+        sep_o, sep_b = o.get("parts", {}).get("separated", {}), b.get("parts", {}).get("separated", {})
+        out.append(
+            f"{o['method']}: AVE-P (penetrating part) {_change(pen_o.get('ave_p_mm'), pen_b.get('ave_p_mm'))}, "
+            f"contact gap (separated part) {_change(sep_o.get('contact_gap_mm'), sep_b.get('contact_gap_mm'))}, "
+            f"I-MPJPE (all) {_change(o['i_mpjpe_mm'], b['i_mpjpe_mm'])}, "
+            f"samples made worse on a verification criterion: {o['samples_worse_on_a_criterion']}"
+            + (f" (exact AVE-P higher than before: {o['samples_worse_exact_collision']})" if "samples_worse_exact_collision" in o else ""))
+    return out
 
 
 def _synthetic_pairs(cfg: BenchRefineConfig, hands: TwoHands):
     data = load_npz(cfg.data) if cfg.data and Path(cfg.data).is_file() else None
-    if data is not None and (len(data) != cfg.n or data.meta.get("seed") != cfg.seed or data.meta.get("sigma_mm") != cfg.sigma_mm):
-        raise InputError(f"{cfg.data} holds {len(data)} pairs (seed {data.meta.get('seed')}, sigma {data.meta.get('sigma_mm')}), "
-                         f"not --n {cfg.n} --seed {cfg.seed} --sigma {cfg.sigma_mm}")
+    if cfg.mix not in MIXES:
+        raise InputError(f"--mix must be one of {', '.join(MIXES)}, got {cfg.mix!r}")
+    mix = None if data is None else data.meta.get("mix", "one-sided")
+    if data is not None and (len(data) != cfg.n or data.meta.get("seed") != cfg.seed or data.meta.get("sigma_mm") != cfg.sigma_mm
+                             or mix != cfg.mix):
+        raise InputError(f"{cfg.data} holds {len(data)} pairs (seed {data.meta.get('seed')}, sigma {data.meta.get('sigma_mm')}, "
+                         f"mix {mix}), not --n {cfg.n} --seed {cfg.seed} --sigma {cfg.sigma_mm} --mix {cfg.mix}")
     if data is None:
-        data = make_synthetic(cfg.n, seed=cfg.seed, sigma_mm=cfg.sigma_mm, hands=hands)
+        data = make_synthetic(cfg.n, seed=cfg.seed, sigma_mm=cfg.sigma_mm, hands=hands, mix=cfg.mix)
         if cfg.data:
             save_npz(cfg.data, data)
     return data
@@ -217,11 +275,12 @@ def run_refine_tables(cfg: BenchRefineConfig, echo: Optional[Callable[[str], Non
     tables = set(cfg.tables)
     t0 = time.perf_counter()
     data = _synthetic_pairs(cfg, hands)
-    echo(f"{cfg.n} synthetic pairs ready in {time.perf_counter() - t0:.1f} s (seed {cfg.seed}, sigma {cfg.sigma_mm} mm)")
+    echo(f"{cfg.n} synthetic pairs ready in {time.perf_counter() - t0:.1f} s (seed {cfg.seed}, sigma {cfg.sigma_mm} mm, {cfg.mix})")
     gt = to_two_hand(data.gt_j3d, "mano")
     close = closely_interacting_mask(gt.numpy())
     close_idx = torch.as_tensor(np.flatnonzero(close))
-    report: dict = {"n": cfg.n, "n_close": int(close.sum()), "seed": cfg.seed, "sigma_mm": cfg.sigma_mm, "tables": {}}
+    report: dict = {"n": cfg.n, "n_close": int(close.sum()), "seed": cfg.seed, "sigma_mm": cfg.sigma_mm, "mix": cfg.mix,
+                    "contact": base.contact, "tables": {}}
 
     if "1" in tables:
         rows = _run_rows(hands, data, gt, close_idx, [("IHMR-OPT (exact collision, ours)", base)], cfg.batch)
@@ -247,13 +306,13 @@ def run_refine_tables(cfg: BenchRefineConfig, echo: Optional[Callable[[str], Non
     if "A4" in tables:
         rows = []
         for sigma in A4_SIGMAS_MM:
-            d2 = make_synthetic(cfg.n_ablation, seed=cfg.seed + 1, sigma_mm=sigma, hands=hands, progress=False)
+            d2 = make_synthetic(cfg.n_ablation, seed=cfg.seed + 1, sigma_mm=sigma, hands=hands, progress=False, mix=cfg.mix)
             idx = torch.arange(cfg.n_ablation)
             g2 = to_two_hand(d2.gt_j3d, "mano")
-            before = evaluate_params(hands, d2.pred, g2)
+            before = evaluate_params(hands, d2.pred, g2, gt_params=d2.gt)
             res = _refine(hands, d2, idx, base, cfg.batch)
-            after = evaluate_params(hands, res.params, g2)
-            rows.append(_row(f"OPT, joint-head sigma {sigma:.0f} mm", before, after, res.seconds))
+            after = evaluate_params(hands, res.params, g2, gt_params=d2.gt)
+            rows.append(_row(f"OPT, joint-head sigma {sigma:.0f} mm", before, after, res.seconds, _parts(d2, idx)))
         echo(_a4_markdown(rows, cfg.n_ablation))
         report["tables"]["A4"] = rows
     return report

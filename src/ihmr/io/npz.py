@@ -31,6 +31,7 @@ NPZ_KEYS = {
     "valid": "(N, 42) bool, joint validity",
     "contact": "(N,) int index into ihmr.data.synthetic.CONTACTS",
     "gt_sep": "(N, 3) unit direction along which the left hand was slid to first contact (optional)",
+    "error_side": "(N,) int8: +1 the simulated stage I errs into the other hand, -1 away from it (optional)",
     "meta": "JSON string: seed, sigma_mm, model, CONTACTS",
 }
 
@@ -45,7 +46,7 @@ REQUIRED = {
     "j2d": (None, 42, 2),
 }
 GT_KEYS = {"gt_beta": (None, 2, 10), "gt_phi": (None, 2, 3), "gt_theta": (None, 2, 45), "gt_tau": (None, 3), "gt_j3d": (None, 42, 3)}
-OPTIONAL = {"valid": (None, 42), "contact": (None,), "gt_sep": (None, 3)}
+OPTIONAL = {"valid": (None, 42), "contact": (None,), "gt_sep": (None, 3), "error_side": (None,)}
 
 
 #: Plausible ranges of the refinement input: key -> (what is measured, warn above, refuse above).
@@ -123,6 +124,8 @@ def read_refine_input(path: str | Path, require_gt: bool = False) -> dict[str, n
         d["valid"] = d["valid"].astype(bool)
     if "contact" in d and (d["contact"].dtype.kind not in "iu" or (d["contact"] < 0).any()):
         raise InputError(f"{path}: key 'contact' must be non-negative integers, got dtype {d['contact'].dtype}")
+    if "error_side" in d and not np.isin(d["error_side"], (-1, 1)).all():
+        raise InputError(f"{path}: key 'error_side' must be +1 or -1, got values {np.unique(d['error_side'])[:5].tolist()}")
     _check_plausible(path, d)
     return d
 

@@ -1,7 +1,9 @@
 """Evaluation metrics in millimetres: pose errors (MPJPE family, :mod:`.pose`), exact penetration
-AVE-P / MAX-P and the interacting subsets (:mod:`.penetration`), per-sample metrics and tables
+AVE-P / MAX-P and the interacting subsets (:mod:`.penetration`), contact gap and precision /
+recall (:mod:`.contact`), per-sample metrics and tables
 (:mod:`.table`)."""
 
+from ihmr.metrics.contact import CONTACT_THRESHOLD, ContactStats, contact_stats
 from ihmr.metrics.penetration import (
     PenetrationStats,
     closely_interacting_mask,
@@ -19,6 +21,9 @@ __all__ = [
     "i_mpjpe",
     "mpvpe",
     "i_mpvpe",
+    "CONTACT_THRESHOLD",
+    "ContactStats",
+    "contact_stats",
     "PenetrationStats",
     "penetration_depths",
     "penetration_stats",

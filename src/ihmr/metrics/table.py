@@ -11,6 +11,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from ihmr.io.files import atomic_write
+from ihmr.metrics.contact import ContactStats, contact_stats
 from ihmr.metrics.penetration import PenetrationStats, penetration_stats
 from ihmr.metrics.pose import PoseError, i_mpjpe, i_mpvpe, mpjpe, mpvpe
 
@@ -26,6 +27,7 @@ class SampleMetrics:
     penetration: Optional[PenetrationStats] = None
     mpvpe: Optional[PoseError] = None
     i_mpvpe: Optional[PoseError] = None
+    contact: Optional[ContactStats] = None
 
     def summary(self, mask: Optional[np.ndarray] = None) -> dict[str, float]:
         m = np.ones(len(self.mpjpe.per_sample), bool) if mask is None else np.asarray(mask, bool)
@@ -34,17 +36,23 @@ class SampleMetrics:
             out.update(mpvpe=self.mpvpe.subset(m).value, i_mpvpe=self.i_mpvpe.subset(m).value)
         if self.penetration is not None:
             out["ave_p"], out["max_p"] = self.penetration.value(m)
+        if self.contact is not None:
+            out.update(self.contact.value(m))
         return out
 
 
 def sample_metrics(pred_joints, gt_joints, valid=None, pred_vertices=None, faces=None, gt_vertices=None) -> SampleMetrics:
-    """All metrics per sample (a :class:`SampleMetrics`): joints ``(B, 2, 21, 3)`` / ``(B, 42, 3)`` metres, vertices ``(B, 2, V, 3)``."""
+    """All metrics per sample (a :class:`SampleMetrics`): joints ``(B, 2, 21, 3)`` / ``(B, 42, 3)`` metres, vertices ``(B, 2, V, 3)``.
+
+    Penetration needs ``pred_vertices`` and ``faces``; MPVPE ``gt_vertices``; contact all three."""
     res = SampleMetrics(mpjpe=mpjpe(pred_joints, gt_joints, valid), i_mpjpe=i_mpjpe(pred_joints, gt_joints, valid))
     if pred_vertices is not None and faces is not None:
         res.penetration = penetration_stats(pred_vertices, faces)
     if pred_vertices is not None and gt_vertices is not None:
         res.mpvpe = mpvpe(pred_vertices, gt_vertices, pred_joints, gt_joints)
         res.i_mpvpe = i_mpvpe(pred_vertices, gt_vertices)
+        if faces is not None:
+            res.contact = contact_stats(pred_vertices, gt_vertices, faces)
     return res
 
 
@@ -74,9 +82,11 @@ class MetricsTable:
             return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
         has_v = any("mpvpe" in d for subs in self.rows.values() for d in subs.values())
+        has_c = any("contact_gap" in d for subs in self.rows.values() for d in subs.values())
         head = ["Method"]
         for s in self.subsets:
             head += [f"{s} MPJPE", f"{s} I-MPJPE"] + ([f"{s} MPVPE"] if has_v else []) + [f"{s} AVE-P / MAX-P"]
+            head += [f"{s} contact gap / P / R"] if has_c else []
         head.append("Speed (samples/s)")
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for m, subs in self.rows.items():
@@ -85,6 +95,9 @@ class MetricsTable:
                 d = subs.get(s, {})
                 cells += [f(d.get("mpjpe")), f(d.get("i_mpjpe"))] + ([f(d.get("mpvpe"))] if has_v else [])
                 cells.append(f"{f(d.get('ave_p'))} / {f(d.get('max_p'))}" if "ave_p" in d else "-")
+                if has_c:
+                    cells.append(f"{f(d.get('contact_gap'))} / {f(d.get('contact_precision'))} / {f(d.get('contact_recall'))}"
+                                 if "contact_gap" in d else "-")
             cells.append(f(self.speed.get(m)))
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"

@@ -48,7 +48,8 @@ class BatchOptions:
 
     ``focal`` pixels (None: the sidecar's, else the default); ``box`` ``(x, y, w, h)`` pixels for
     every image (None: the sidecar's boxes); ``refine`` opt | mlp | none; ``refiner``, ``checkpoint``
-    and ``model`` as named by the user (paths resolved by the caller)."""
+    and ``model`` as named by the user (paths resolved by the caller); ``contact`` the OPT contact
+    refinement."""
 
     focal: Optional[float] = None
     box: Optional[tuple[float, float, float, float]] = None
@@ -56,6 +57,7 @@ class BatchOptions:
     refiner: Optional[str] = None
     checkpoint: Optional[str] = None
     model: str = "open"
+    contact: bool = True
 
     def record(self) -> dict:
         d = asdict(self)

@@ -35,10 +35,11 @@ class Reconstructor:
 
     def __init__(self, model: str = "open", refine: Union[bool, str] = True, iterations: int = 30,
                  threads: Optional[int] = 1, refiner: Union[str, Path] = "default",
-                 checkpoint: Union[str, Path, None] = None) -> None:
+                 checkpoint: Union[str, Path, None] = None, contact: bool = True) -> None:
         """``refine``: ``"opt"`` (or ``True``, the default) for the OPT refinement, ``"mlp"`` for the
         learned refiners (``refiner``: a checkpoint, ``"default"`` = the shipped ones), ``"none"``
-        (or ``False``) to skip it. ``iterations``: OPT steps per factor.
+        (or ``False``) to skip it. ``iterations``: OPT steps per factor. ``contact``: OPT also
+        closes gaps between hands whose landmarks evidence touching (``False``: the paper).
         ``threads``: torch threads while reconstructing (None: leave torch's setting). One image's
         tensors are small (two hands, a few thousand vertices), so intra-op threads only add
         synchronisation, which costs 10-100x on a CPU shared with other processes.
@@ -53,7 +54,7 @@ class Reconstructor:
         self.source: Stage1Source = (LandmarkSource(self.hands, detector) if net is None
                                      else NetworkSource(net, arch, self.hands, detector))
         self.refine = {True: "opt", False: "none"}.get(refine, refine) if isinstance(refine, bool) else str(refine)
-        self.refiner = make_refiner(self.refine, self.hands, iterations, refiner)
+        self.refiner = make_refiner(self.refine, self.hands, iterations, refiner, contact)
         self.threads = threads
 
     @property

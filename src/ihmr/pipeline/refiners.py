@@ -45,15 +45,16 @@ class Refiner(Protocol):
 
 
 class OptRefiner:
-    """OPT: ``iterations`` gradient steps per factor, the 2D term through the perspective camera."""
+    """OPT: ``iterations`` gradient steps per factor, the 2D term through the perspective camera;
+    ``contact``: close gaps the landmarks evidence (see :mod:`ihmr.refine.factorized`)."""
 
-    def __init__(self, hands: TwoHands, iterations: int = 30) -> None:
-        self.hands, self.iterations = hands, iterations
+    def __init__(self, hands: TwoHands, iterations: int = 30, contact: bool = True) -> None:
+        self.hands, self.iterations, self.contact = hands, iterations, contact
 
     def refine(self, params: dict[str, Tensor], j3d: Tensor, j2d: Tensor, persp: Tensor) -> tuple[dict[str, Tensor], dict[str, bool]]:
         cam = torch.tensor([[1.0, 0.0, 0.0]], dtype=j3d.dtype)  # unused with a perspective camera
         res = refine_opt(self.hands, params, from_two_hand(j3d, "mano"), from_two_hand(j2d, "mano"), cam,
-                         RefineConfig(iterations=self.iterations, snapshot_every=10, e3d_slack=E3D_SLACK),
+                         RefineConfig(iterations=self.iterations, snapshot_every=10, e3d_slack=E3D_SLACK, contact=self.contact),
                          progress=False, persp=persp)
         return res.params, {k: bool(v[0]) for k, v in res.accepted.items()}
 
@@ -78,21 +79,23 @@ class NoRefiner:
         return params, {}
 
 
-def make_refiner(mode: str, hands: TwoHands, iterations: int = 30, refiner: Union[str, Path] = "default") -> Refiner:
+def make_refiner(mode: str, hands: TwoHands, iterations: int = 30, refiner: Union[str, Path] = "default",
+                 contact: bool = True) -> Refiner:
     """The refiner of ``mode`` (one of :data:`REFINE_MODES`); InputError for another mode."""
     if mode not in REFINE_MODES:
         raise InputError(f"refine must be 'opt', 'mlp' or 'none', got {mode!r}")
     if mode == "mlp":
         return MlpRefiner(hands, refiner)
-    return OptRefiner(hands, iterations) if mode == "opt" else NoRefiner()
+    return OptRefiner(hands, iterations, contact) if mode == "opt" else NoRefiner()
 
 
 def refine_pair(model: TwoHands, refiner: Refiner, hands: list[HandResult], i: int, j: int, K: np.ndarray) -> PairResult:
     """Refine the right hand ``hands[i]`` and the left hand ``hands[j]`` together (in place: their
     vertices, joints and parameters become the refined ones) against their landmarks: 3D, the
     metric landmarks in the camera frame (right wrist at the origin); 2D, pixels through the
-    perspective camera ``K``. A pair that does not penetrate is left as it is, and so is a pair
-    whose exact AVE-P or MAX-P the refinement would raise (whatever the refiner verified with:
+    perspective camera ``K``. The refiner leaves a pair that does not penetrate as it is (unless
+    its contact refinement finds touching evidenced), and a pair is kept unrefined when the
+    refinement would raise its exact AVE-P or MAX-P (whatever the refiner verified with:
     the MLP's proxy can miss a deeper vertex); its ``accepted`` is then all false."""
     hr, hl = hands[i], hands[j]
     wr, wl = hr.params["wrist"], hl.params["wrist"]
@@ -112,7 +115,7 @@ def refine_pair(model: TwoHands, refiner: Refiner, hands: list[HandResult], i: i
     persp = torch.tensor([[f, cx, cy, *wr]], dtype=dt)
     accepted = {}
     out, d1 = unrefined, d0
-    if d0.max() > 0:
+    if not isinstance(refiner, NoRefiner):
         refined, accepted = refiner.refine(params, j3d, j2d, persp)
         out_r = model(**refined)
         d_r = penetration_depths(out_r.vertices, model.faces)[0].flatten().numpy() * 1000

@@ -8,6 +8,16 @@ is at most ``col_ratio`` times the start's and its deepest vertex (MAX-P) is not
 start. Per sample the valid snapshot with the lowest 3D-joint error wins, the start state wins ties,
 so a stage never makes a sample worse on any of these criteria: neither AVE-P nor MAX-P rises.
 
+Contact (our addition, ``contact=True`` by default; ``False`` is the paper's behaviour): the
+paper's objective only pushes hands apart, so a prediction that holds touching hands apart is left
+as it is. Where the joint head evidences contact (:func:`~ihmr.refine.objective.contact_evidence`:
+two hands' joints closer than the hands are thick), the sample is refined even without collision,
+the objective gets a contact term (:func:`~ihmr.refine.objective.contact_energy`: the ``contact_k``
+vertices nearest to the other hand pulled to within ``contact_margin`` of it) and verification a
+contact criterion: a candidate must not widen the gap between the two surfaces, and one that
+touches (gap <= ``touch``) wins over one that does not. The collision criteria stay as they are,
+so touching never comes at the price of penetration: a pair that starts collision-free stays so.
+
 Speed (our additions, each switchable): samples without collision are skipped (they are returned
 unchanged, as in the paper); the exact collision search runs only at snapshots and its penetrating
 (vertex, triangle) pairs drive the gradient until the next one; the rigid factors (tau, phi) move
@@ -24,22 +34,26 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ihmr.collision.distance import ProximityQuery, find_near
 from ihmr.collision.exact import find_penetrations
 from ihmr.collision.loss import per_vertex_penetration
 from ihmr.errors import InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix
 from ihmr.handmodel.two_hands import TwoHands
-from ihmr.refine.objective import TERMS, Targets, cached_penetration, joint_error, objective_terms
+from ihmr.metrics.contact import CONTACT_THRESHOLD
+from ihmr.refine.objective import TERMS, Targets, cached_penetration, contact_energy, contact_pairs, joint_error, objective_terms
 
 __all__ = ["FACTORS", "RefineConfig", "RefineResult", "refine_opt", "default_weights"]
 
 FACTORS = ("tau", "phi", "theta", "beta")
+#: Weight of the contact term (ours) in every stage.
+CONTACT_WEIGHT = 10.0
 
 
 def default_weights() -> dict[str, dict[str, float]]:
     """Objective weights per factor stage (Table A.1, with the release's tau-stage 2D weight of
     100 and tau-term weight of 100 in the other stages)."""
-    base = {"col": 1.0, "2d": 10.0, "3d": 1e3, "tau": 1e2, "reg": 0.1, "finger": 0.0}
+    base = {"col": 1.0, "2d": 10.0, "3d": 1e3, "tau": 1e2, "reg": 0.1, "finger": 0.0, "contact": CONTACT_WEIGHT}
     return {
         "tau": dict(base, col=0.1, **{"2d": 100.0}, tau=1e3),
         "phi": dict(base),
@@ -69,9 +83,16 @@ class RefineConfig:
         e3d_slack: extra 3D-joint error (m^2, summed over the 42 joints) a candidate may add. 0 for
             a separate joint head; the image demo fits its parameters to the very landmarks it
             verifies against, so it allows joints to move a few millimetres.
-        skip_collision_free: leave samples without collision untouched.
+        skip_collision_free: leave samples without collision untouched (with ``contact``: unless
+            contact is evidenced and the hands do not touch yet).
         early_stop: end a stage at a snapshot once every sample of the batch has an accepted
-            candidate without any collision left.
+            candidate without any collision left (and touching where contact is evidenced).
+        contact: the contact term and criterion (see the module docstring); ``False``: the paper.
+        contact_band: vertices farther than this (m) from the other hand are not pulled.
+        contact_k: vertices per sample the contact term pulls (the nearest ones, both hands).
+        contact_margin: distance (m) to which the contact term pulls them.
+        touch: a pair touches when its two surfaces come this close (m; the contact metric's
+            threshold).
     """
 
     factors: tuple[str, ...] = FACTORS
@@ -90,6 +111,11 @@ class RefineConfig:
     col_ratio: float = 0.901
     skip_collision_free: bool = True
     early_stop: bool = True
+    contact: bool = True
+    contact_band: float = 0.03
+    contact_k: int = 8
+    contact_margin: float = 0.001
+    touch: float = CONTACT_THRESHOLD
 
     def check(self) -> "RefineConfig":
         bad = [f for f in self.factors if f not in FACTORS]
@@ -103,6 +129,8 @@ class RefineConfig:
             raise InputError(f"init must be 'pred' or 'mean', got {self.init!r}")
         if self.iterations < 1 or self.snapshot_every < 1:
             raise InputError("iterations and snapshot_every must be positive")
+        if self.contact_k < 1 or not (self.contact_band > 0 and self.contact_margin >= 0 and self.touch >= 0):
+            raise InputError("contact_k and contact_band must be positive, contact_margin and touch non-negative")
         return self
 
 
@@ -118,6 +146,11 @@ class RefineResult:
             (OPT: exact depths, i.e. MAX-P in m; the MLP refiners: their verification measure).
         accepted: factor -> ``(B,)`` bool, whether verification kept that stage's candidate.
         seconds: wall time.
+        contact: ``(B,)`` bool, contact was evidenced (and the contact refinement on); ``None``
+            when the refiner has no contact refinement.
+        gap_before, gap_after: ``(B,)`` the smallest distance between the two surfaces (m; 0 when
+            they touch or penetrate, inf beyond the contact band) where contact is evidenced,
+            NaN elsewhere; ``None`` as ``contact``.
     """
 
     params: dict[str, Tensor]
@@ -129,6 +162,9 @@ class RefineResult:
     max_after: Tensor
     accepted: dict[str, Tensor]
     seconds: float
+    contact: Optional[Tensor] = None
+    gap_before: Optional[Tensor] = None
+    gap_after: Optional[Tensor] = None
 
 
 def _pose(hands: TwoHands, p: dict[str, Tensor]):
@@ -142,11 +178,23 @@ def _exact_sum_max(vertices: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def _errors(hands: TwoHands, p: dict[str, Tensor], targets: Targets) -> tuple[Tensor, Tensor, Tensor]:
-    """Collision sum, MAX-P (exact, m) and 3D-joint error (m^2), ``(B,)`` each."""
+def _near(vertices: Tensor, faces: Tensor, evidence: Tensor, cfg: RefineConfig) -> tuple[ProximityQuery, Tensor]:
+    """Contact pairs of the evidenced samples and ``(B,)`` gaps (m; NaN without evidence)."""
+    gap = torch.full((vertices.shape[0],), float("nan"), dtype=torch.float64)
+    rows = torch.nonzero(evidence).flatten()
+    if rows.numel() == 0:
+        return ProximityQuery.empty(), gap
+    pairs, g = contact_pairs(find_near(vertices[rows].detach(), faces, cfg.contact_band), cfg.contact_k, len(rows))
+    pairs.batch = rows[pairs.batch]
+    return pairs, gap.index_copy(0, rows, g)
+
+
+@torch.no_grad()
+def _errors(hands: TwoHands, p: dict[str, Tensor], targets: Targets, evidence: Tensor, cfg: RefineConfig) -> tuple[Tensor, ...]:
+    """Collision sum, MAX-P (exact, m), 3D-joint error (m^2) and gap (m, NaN without evidence), ``(B,)`` each."""
     out = _pose(hands, p)
     e_col, e_max = _exact_sum_max(out.vertices, hands.faces)
-    return e_col, e_max, joint_error(out.joints, targets.j3d)
+    return e_col, e_max, joint_error(out.joints, targets.j3d), _near(out.vertices, hands.faces, evidence, cfg)[1]
 
 
 class _RigidPoser:
@@ -171,20 +219,22 @@ class _RigidPoser:
 
 def _stage(
     hands: TwoHands, p: dict[str, Tensor], names: tuple[str, ...], targets: Targets, cfg: RefineConfig,
-    key: str, e_col0: Tensor, e_max0: Tensor, e3d0: Tensor,
-) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, Tensor]:
+    key: str, e_col0: Tensor, e_max0: Tensor, e3d0: Tensor, evidence: Tensor, gap0: Tensor,
+) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Optimise the factors ``names`` for the batch ``p``; returns the selected parameters, their
-    errors (collision sum, MAX-P, 3D joints) and the per-sample acceptance."""
+    errors (collision sum, MAX-P, 3D joints, gap) and the per-sample acceptance."""
     w = cfg.weights[key]
     lr = {n: cfg.lr[n] for n in names}
     var = {n: p[n].detach().clone().requires_grad_() for n in names}
     opt = torch.optim.Adam([{"params": [var[n]], "lr": lr[n]} for n in names], betas=(0.9, 0.999))
     rigid = _RigidPoser(hands, p) if set(names) <= {"tau", "phi"} else None
     best = {n: p[n].detach().clone() for n in names}
-    best_e3d, best_col, best_max = e3d0.clone(), e_col0.clone(), e_max0.clone()
+    best_e3d, best_col, best_max, best_gap = e3d0.clone(), e_col0.clone(), e_max0.clone(), gap0.clone()
     accepted = torch.zeros_like(e3d0, dtype=torch.bool)
     faces = hands.faces
     query = None
+    use_contact = bool(evidence.any())
+    pairs = ProximityQuery.empty()
     for it in range(cfg.iterations + 1):
         cur = dict(p, **var)
         if rigid is not None:
@@ -199,9 +249,18 @@ def _stage(
                 e_col, e_max = _exact_sum_max(verts, faces) if query is None else \
                     cached_penetration(verts.detach(), faces, query, gate=False, with_max=True)
                 e3d = joint_error(joints.detach(), targets.j3d)
+                if use_contact:
+                    pairs, gap = _near(verts, faces, evidence, cfg)
+                else:
+                    gap = gap0
                 if cfg.verify:
                     ok = (e3d <= cfg.e3d_tolerance * e3d0 + cfg.e3d_slack) & (e_col <= cfg.col_ratio * e_col0) & (e_max <= e_max0)
-                    ok &= (e3d < best_e3d) | ((e3d <= best_e3d + cfg.e3d_slack) & (e_col < best_col) & (best_col > 0))
+                    better = (e3d < best_e3d) | ((e3d <= best_e3d + cfg.e3d_slack) & (e_col < best_col) & (best_col > 0))
+                    if use_contact:  # never widen an evidenced gap; touching beats not touching
+                        ok &= ~evidence | (gap <= gap0)
+                        touch, best_touch = evidence & (gap <= cfg.touch), evidence & (best_gap <= cfg.touch)
+                        better = (touch & ~best_touch) | ((touch == best_touch) & better)
+                    ok &= better
                 else:
                     ok = torch.full_like(accepted, it == cfg.iterations)
                 for n in names:
@@ -209,8 +268,10 @@ def _stage(
                 best_e3d = torch.where(ok, e3d, best_e3d)
                 best_col = torch.where(ok, e_col, best_col)
                 best_max = torch.where(ok, e_max, best_max)
+                best_gap = torch.where(ok, gap, best_gap)
                 accepted |= ok
-                if cfg.early_stop and cfg.verify and bool((accepted & (best_col == 0)).all()):
+                done = accepted & (best_col == 0) & (~evidence | (best_gap <= cfg.touch))
+                if cfg.early_stop and cfg.verify and bool(done.all()):
                     break
         if it == cfg.iterations:
             break
@@ -218,12 +279,13 @@ def _stage(
             col = cached_penetration(verts, faces, query)
         else:
             col = per_vertex_penetration(verts, faces, "grid", cfg.grid_size, check=False).sum(dim=(1, 2))
-        terms = objective_terms(joints, cur["beta"], cur["tau"], targets, col, cfg.terms)
+        con = contact_energy(verts, faces, pairs, cfg.contact_margin) if use_contact else None
+        terms = objective_terms(joints, cur["beta"], cur["tau"], targets, col, cfg.terms, con)
         loss = sum(w.get(k, 0.0) * v for k, v in terms.items()).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return best, best_col, best_max, best_e3d, accepted
+    return best, best_col, best_max, best_e3d, best_gap, accepted
 
 
 def refine_opt(
@@ -258,7 +320,8 @@ def refine_opt(
         p_all["theta"] = torch.zeros_like(p_all["theta"])
     tg_all = Targets.from_joint_head(j3d.to(dt), j2d.to(dt), cam.to(dt), None if persp is None else persp.to(dt))
     N = p_all["beta"].shape[0]
-    rec: dict[str, list[Tensor]] = {k: [] for k in ("col_b", "max_b", "e3d_b", "col_a", "max_a", "e3d_a")}
+    evidence_all = tg_all.contact if cfg.contact else torch.zeros(N, dtype=torch.bool)
+    rec: dict[str, list[Tensor]] = {k: [] for k in ("col_b", "max_b", "e3d_b", "gap_b", "col_a", "max_a", "e3d_a", "gap_a")}
     acc = {f: torch.zeros(N, dtype=torch.bool) for f in (cfg.factors if cfg.factorize else ("all",))}
     stages = [(f,) for f in cfg.factors] if cfg.factorize else [tuple(cfg.factors)]
     bar = tqdm(total=N, desc="refine (opt)", disable=not progress, unit="sample")
@@ -266,25 +329,29 @@ def refine_opt(
         idx = torch.arange(s, min(N, s + batch_size))
         p = {k: v[idx] for k, v in p_all.items()}
         tg = tg_all.index(idx)
-        e_col, e_max, e3d = _errors(hands, p, tg)
-        for k, v in (("col_b", e_col), ("max_b", e_max), ("e3d_b", e3d)):
+        ev = evidence_all[idx]
+        e_col, e_max, e3d, gap = _errors(hands, p, tg, ev, cfg)
+        for k, v in (("col_b", e_col), ("max_b", e_max), ("e3d_b", e3d), ("gap_b", gap)):
             rec[k].append(v.clone())
         for names in stages:
             key = names[0] if cfg.factorize else "all"
-            active = torch.nonzero(e_col > 0).flatten() if cfg.skip_collision_free else torch.arange(len(idx))
+            todo = (e_col > 0) | (ev & ~(gap <= cfg.touch))
+            active = torch.nonzero(todo).flatten() if cfg.skip_collision_free else torch.arange(len(idx))
             if active.numel() == 0:
                 continue
             sub = {k: v[active] for k, v in p.items()}
-            best, bc, bm, be, ok = _stage(hands, sub, names, tg.index(active), cfg, key, e_col[active], e_max[active], e3d[active])
+            best, bc, bm, be, bg, ok = _stage(hands, sub, names, tg.index(active), cfg, key, e_col[active], e_max[active], e3d[active],
+                                              ev[active], gap[active])
             for n in names:
                 p[n] = p[n].index_copy(0, active, best[n])
             e_col = e_col.index_copy(0, active, bc)
             e_max = e_max.index_copy(0, active, bm)
             e3d = e3d.index_copy(0, active, be)
+            gap = gap.index_copy(0, active, bg)
             acc[key][idx[active]] = ok
         for k in p_all:
             p_all[k][idx] = p[k]
-        for k, v in (("col_a", e_col), ("max_a", e_max), ("e3d_a", e3d)):
+        for k, v in (("col_a", e_col), ("max_a", e_max), ("e3d_a", e3d), ("gap_a", gap)):
             rec[k].append(v)
         bar.update(len(idx))
     bar.close()
@@ -292,5 +359,5 @@ def refine_opt(
     return RefineResult(
         params=p_all, e_col_before=cat["col_b"], e_col_after=cat["col_a"], e3d_before=cat["e3d_b"],
         e3d_after=cat["e3d_a"], max_before=cat["max_b"], max_after=cat["max_a"], accepted=acc,
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0, contact=evidence_all, gap_before=cat["gap_b"], gap_after=cat["gap_a"],
     )

@@ -13,17 +13,35 @@ import torch
 from torch import Tensor
 
 from ihmr.collision.closest_point import closest_point_on_triangle
+from ihmr.collision.distance import ProximityQuery, proximity_distance
 from ihmr.collision.exact import PenetrationQuery
 from ihmr.geometry.camera import project_perspective, project_weak_perspective
 from ihmr.joint_order import FINGER_CHAINS, to_two_hand
 
-__all__ = ["Targets", "TERMS", "joint_error", "finger_term", "cached_penetration", "objective_terms"]
+__all__ = [
+    "Targets",
+    "TERMS",
+    "CONTACT_JOINT_DISTANCE",
+    "contact_evidence",
+    "joint_error",
+    "finger_term",
+    "cached_penetration",
+    "contact_pairs",
+    "contact_gap",
+    "contact_energy",
+    "objective_terms",
+]
 
 #: Objective terms of Eq. 8.
 TERMS = ("col", "2d", "3d", "tau", "reg", "finger")
 #: Perspective 2D errors (pixels) are expressed as metres at the right wrist's depth times this, the
 #: scale of the weak-perspective normalised coordinates (a pair spans about [-1, 1]).
 PERSPECTIVE_UNIT = 5.0
+#: Contact is evidenced when a joint of one hand comes within this distance (m) of a joint of the
+#: other in the joint head. Joints sit inside the hands, so touching surfaces put joints 10-25 mm
+#: apart (the synthetic benchmark: palms <= 24 mm, fingers <= 18 mm; with 10 mm joint-head noise
+#: per coordinate the touching kinds stay below 28 mm).
+CONTACT_JOINT_DISTANCE = 0.030
 
 
 @dataclass
@@ -38,6 +56,7 @@ class Targets:
         persp: optional ``(B, 6)`` perspective camera ``(f, cx, cy, Tx, Ty, Tz)`` (pixels; ``T`` = the
             right wrist in camera coordinates, metres). When given, ``j2d`` is in pixels and the 2D
             term projects with it instead of the weak-perspective ``cam``.
+        contact: ``(B,)`` bool, the joint head evidences touching hands (:func:`contact_evidence`).
     """
 
     j3d: Tensor
@@ -45,16 +64,25 @@ class Targets:
     cam: Tensor
     tau: Tensor
     persp: Optional[Tensor] = None
+    contact: Optional[Tensor] = None
 
     @staticmethod
     def from_joint_head(j3d42: Tensor, j2d42: Tensor, cam: Tensor, persp: Optional[Tensor] = None) -> "Targets":
         """From ``(B, 42, 3)`` / ``(B, 42, 2)`` joints in MANO order, right hand first."""
         j3 = to_two_hand(j3d42, "mano")
         j3 = j3 - j3[:, :1, :1]
-        return Targets(j3d=j3, j2d=to_two_hand(j2d42, "mano"), cam=cam, tau=j3[:, 1, 0] - j3[:, 0, 0], persp=persp)
+        return Targets(j3d=j3, j2d=to_two_hand(j2d42, "mano"), cam=cam, tau=j3[:, 1, 0] - j3[:, 0, 0], persp=persp,
+                       contact=contact_evidence(j3))
 
     def index(self, idx: Tensor) -> "Targets":
-        return Targets(self.j3d[idx], self.j2d[idx], self.cam[idx], self.tau[idx], None if self.persp is None else self.persp[idx])
+        return Targets(self.j3d[idx], self.j2d[idx], self.cam[idx], self.tau[idx], None if self.persp is None else self.persp[idx],
+                       None if self.contact is None else self.contact[idx])
+
+
+def contact_evidence(j3d: Tensor, distance: float = CONTACT_JOINT_DISTANCE) -> Tensor:
+    """``(B,)`` bool: some joint of one hand lies within ``distance`` (m) of a joint of the other in
+    the joint head ``j3d (B, 2, 21, 3)``; the refiners then close a gap between the two surfaces."""
+    return torch.cdist(j3d[:, 0], j3d[:, 1]).flatten(1).amin(1) < distance
 
 
 def joint_error(joints: Tensor, target: Tensor) -> Tensor:
@@ -117,6 +145,50 @@ def cached_penetration(
     return total, out.detach().scatter_reduce(0, b, d.detach(), reduce="amax", include_self=True)
 
 
+def contact_pairs(query: ProximityQuery, k: int, batch: int) -> tuple[ProximityQuery, Tensor]:
+    """The ``k`` vertices of each sample closest to the other hand from outside, and the gap.
+
+    Args:
+        query: vertices near the other hand (:func:`ihmr.collision.distance.find_near`).
+        k: vertices kept per sample (both hands together).
+        batch: ``B``.
+
+    Returns:
+        the kept pairs (a :class:`ProximityQuery`) and ``(B,)`` the gap: the smallest distance
+        between the two surfaces (m; ``0`` when a vertex is inside the other hand, ``inf`` when no
+        vertex is within the query's band).
+    """
+    gap = torch.full((batch,), float("inf"), dtype=torch.float64).scatter_reduce(
+        0, query.batch, query.distance, reduce="amin", include_self=True)
+    out = torch.nonzero(~query.inside).flatten()
+    d, b = query.distance[out], query.batch[out]
+    order = torch.argsort(d, stable=True)
+    order = order[torch.argsort(b[order], stable=True)]  # by sample, then by distance
+    bs = b[order]
+    rank = torch.arange(len(bs)) - torch.searchsorted(bs, bs)
+    keep = out[order[rank < k]]
+    sub = ProximityQuery(*(x[keep] for x in (query.batch, query.hand, query.vertex, query.face, query.distance, query.inside)))
+    return sub, gap
+
+
+def contact_gap(query: ProximityQuery, batch: int) -> Tensor:
+    """``(B,)`` the smallest distance between the two surfaces (see :func:`contact_pairs`)."""
+    return contact_pairs(query, 0, batch)[1]
+
+
+def contact_energy(vertices: Tensor, faces: Tensor, pairs: ProximityQuery, margin: float) -> Tensor:
+    """Contact term ``(B,)`` (m): the mean over a sample's cached contact pairs
+    (:func:`contact_pairs`) of how much farther than ``margin`` each vertex is from its cached
+    triangle of the other hand; zero for a sample without pairs. Pulls the nearest parts of the two
+    surfaces to within ``margin`` of each other (the collision term keeps them from passing)."""
+    out = vertices.new_zeros(vertices.shape[0])
+    if pairs.batch.numel() == 0:
+        return out + 0.0 * vertices.sum(dim=(1, 2, 3))
+    d = torch.relu(proximity_distance(vertices, faces, pairs) - margin)
+    count = torch.zeros_like(out).index_add(0, pairs.batch, torch.ones_like(d))
+    return out.index_add(0, pairs.batch, d) / count.clamp_min(1.0)
+
+
 def objective_terms(
     joints: Tensor,
     beta: Tensor,
@@ -124,6 +196,7 @@ def objective_terms(
     targets: Targets,
     collision: Optional[Tensor],
     enabled: tuple[str, ...] = TERMS,
+    contact: Optional[Tensor] = None,
 ) -> dict[str, Tensor]:
     """Unweighted per-sample terms of Eq. 8 (each ``(B,)``).
 
@@ -131,9 +204,12 @@ def objective_terms(
     camera ``persp``) and the joint-head 2D joints; ``3d``:
     mean squared error of the right-wrist-aligned 3D joints; ``tau``: mean squared error to the
     joint head's wrist difference; ``reg``: mean squared difference of the two shapes; ``finger``:
-    :func:`finger_term`; ``col``: the collision loss (sum of depths, m), given.
+    :func:`finger_term`; ``col``: the collision loss (sum of depths, m), given; ``contact``: the
+    contact term (:func:`contact_energy`), given (our addition, switched by the refiner's config).
     """
     out: dict[str, Tensor] = {}
+    if contact is not None:
+        out["contact"] = contact
     if "col" in enabled and collision is not None:
         out["col"] = collision
     if "2d" in enabled:

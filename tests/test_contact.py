@@ -1,0 +1,169 @@
+"""Contact: surface distances, contact metrics, the contact term and criterion of OPT, the two-sided
+synthetic benchmark."""
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from ihmr.collision.distance import ProximityQuery, find_near, proximity_distance, surface_distances
+from ihmr.data.synthetic import MIXES, load_npz, make_synthetic, save_npz
+from ihmr.errors import InputError
+from ihmr.metrics import CONTACT_THRESHOLD, contact_stats, penetration_stats
+from ihmr.refine import RefineConfig, refine_opt
+from ihmr.refine.objective import contact_energy, contact_evidence, contact_pairs
+
+FAST = dict(iterations=15, snapshot_every=5)
+
+
+def _spheres(gap, r=0.03):
+    """Two icospheres of radius ``r`` whose surfaces are ``gap`` apart along x (negative: overlap)."""
+    s = trimesh.creation.icosphere(subdivisions=3, radius=r)
+    v = np.asarray(s.vertices)
+    f = np.asarray(s.faces)
+    verts = torch.as_tensor(np.stack([v, v + [2 * r + gap, 0.0, 0.0]]))[None]
+    return verts, torch.as_tensor(np.stack([f, f]))
+
+
+def test_surface_distances_known_answer():
+    verts, faces = _spheres(0.01)
+    d = surface_distances(verts, faces)[0]
+    # the nearest vertices (the poles facing each other) are the gap apart; every distance is at
+    # least the gap and exact against libigl's signed distance
+    assert float(d.min()) == pytest.approx(0.01, abs=1e-9)
+    import igl
+
+    v = verts[0].numpy()
+    f = faces[0].numpy()
+    sd = igl.signed_distance(v[0], v[1], f)[0]
+    np.testing.assert_allclose(d[0].numpy(), np.maximum(np.asarray(sd).reshape(-1), 0.0), atol=1e-12)
+    # overlapping: vertices inside the other sphere are at distance 0
+    verts, faces = _spheres(-0.01)
+    d = surface_distances(verts, faces)[0]
+    v = verts[0].numpy()
+    inside = np.linalg.norm(v[0] - v[1].mean(0), axis=1) < 0.03 * 0.95  # well inside the other (polyhedral) sphere
+    assert inside.any() and np.all(d[0].numpy()[inside] == 0)
+
+
+def test_find_near_band_and_gradient():
+    verts, faces = _spheres(0.005)
+    q = find_near(verts, faces, band=0.008)
+    assert len(q.batch) > 0 and float(q.distance.max()) <= 0.008 and not bool(q.inside.any())
+    full = surface_distances(verts, faces)[0]
+    np.testing.assert_allclose(q.distance.numpy(), full[q.hand, q.vertex].numpy(), atol=1e-12)
+    v = verts.clone().requires_grad_()
+    sub = ProximityQuery(*(x[:5] for x in (q.batch, q.hand, q.vertex, q.face, q.distance, q.inside)))
+    torch.autograd.gradcheck(lambda x: proximity_distance(x, faces, sub), (v,), atol=1e-6)
+
+
+def test_contact_pairs_keep_the_nearest_per_sample():
+    q = ProximityQuery(batch=torch.tensor([0, 0, 0, 1, 1, 2]), hand=torch.tensor([0, 1, 0, 0, 1, 1]),
+                       vertex=torch.tensor([5, 6, 7, 1, 2, 3]), face=torch.zeros(6, dtype=torch.long),
+                       distance=torch.tensor([0.004, 0.001, 0.002, 0.0, 0.003, 0.009], dtype=torch.float64),
+                       inside=torch.tensor([False, False, False, True, False, False]))
+    pairs, gap = contact_pairs(q, k=2, batch=4)
+    np.testing.assert_allclose(gap.numpy(), [0.001, 0.0, 0.009, np.inf])
+    kept = sorted(zip(pairs.batch.tolist(), pairs.vertex.tolist()))
+    assert kept == [(0, 6), (0, 7), (1, 2), (2, 3)]  # inside vertices are never pulled
+
+
+def test_contact_energy_pulls_to_the_margin():
+    verts, faces = _spheres(0.006)
+    q = find_near(verts, faces, band=0.02)
+    pairs, gap = contact_pairs(q, k=8, batch=1)
+    assert float(gap[0]) == pytest.approx(0.006, abs=1e-9)
+    e = contact_energy(verts, faces, pairs, margin=0.001)
+    assert 0.005 - 1e-9 <= float(e[0]) < 0.019
+    assert float(contact_energy(verts, faces, pairs, margin=0.05)[0]) == 0.0
+    v = verts.clone().requires_grad_()
+    contact_energy(v, faces, pairs, margin=0.001).sum().backward()
+    gx = v.grad[0, 1, :, 0]  # the left sphere is pulled towards -x, the right one towards +x
+    assert float(gx.sum()) > 0 and float(v.grad[0, 0, :, 0].sum()) < 0
+
+
+def test_contact_metrics_known_answers(two_hands64, synth12):
+    hands, d = two_hands64, synth12
+    gt = hands(**d.gt).vertices
+    same = contact_stats(gt, gt, hands.faces)
+    has = same.n_gt > 0
+    assert has.sum() >= 6
+    # a perfect prediction: the gap is the ground truth's own (its contact vertices lie within 2 mm)
+    assert np.all((same.gap_mm[has] >= 0) & (same.gap_mm[has] <= 1000 * CONTACT_THRESHOLD)) and np.isnan(same.gap_mm[~has]).all()
+    v = same.value()
+    assert v["contact_precision"] == 1.0 and v["contact_recall"] == 1.0
+    # the left hand moved 10 mm away along its separation direction: the gap grows by about that
+    moved = dict(d.gt, tau=d.gt["tau"] + 0.01 * d.sep)
+    st = contact_stats(hands(**moved).vertices, gt, hands.faces)
+    assert np.all(st.gap_mm[has] > 3.0) and np.nanmean(st.gap_mm) < 12.0
+    assert st.value()["contact_recall"] < 0.2
+    assert CONTACT_THRESHOLD == 0.002
+
+
+def test_two_sided_mix(two_hands64, synth12, tmp_path):
+    two = make_synthetic(12, seed=3, hands=two_hands64, progress=False)
+    assert two.meta["mix"] == "two-sided" and synth12.meta["mix"] == "one-sided"
+    assert int((two.error_side > 0).sum()) == 6 and int((two.error_side < 0).sum()) == 6
+    pen, sep = two.sides()
+    assert torch.equal(pen, two.error_side > 0) and not bool((pen & sep).any())
+    for k in ("beta", "phi", "theta", "tau"):  # the same ground truth and draws but the translation error
+        torch.testing.assert_close(two.gt[k], synth12.gt[k], rtol=0, atol=0)
+        if k != "tau":
+            torch.testing.assert_close(two.pred[k], synth12.pred[k], rtol=0, atol=0)
+    torch.testing.assert_close(two.j3d, synth12.j3d, rtol=0, atol=0)
+    # separated half: the left hand sits farther along the separation direction than the ground truth
+    along = ((two.pred["tau"] - two.gt["tau"]) * two.sep).sum(1)
+    assert bool((along[sep] > 0.004).all()) and bool((along[pen] < -0.004).all())
+    back = load_npz(save_npz(tmp_path / "two.npz", two))
+    assert torch.equal(back.error_side, two.error_side) and back.meta["mix"] == "two-sided"
+    with pytest.raises(InputError, match="mix"):
+        make_synthetic(4, seed=0, hands=two_hands64, progress=False, mix="sideways")
+    assert MIXES == ("two-sided", "one-sided")
+
+
+def _separated(hands, d, push=0.012):
+    """Ground-truth pairs with the left hand ``push`` m away along the separation direction and a
+    noise-free joint head."""
+    pred = dict(d.gt, tau=d.gt["tau"] + push * d.sep)
+    return pred, d.gt_j3d.clone(), d.j2d, d.cam
+
+
+def test_contact_closes_an_evidenced_gap_without_penetration(two_hands64, synth12):
+    hands = two_hands64
+    pred, j3d, j2d, cam = _separated(hands, synth12)
+    ev = contact_evidence(j3d.reshape(-1, 2, 21, 3) - j3d.reshape(-1, 2, 21, 3)[:, :1, :1])
+    assert int(ev.sum()) >= 8
+    before = penetration_stats(hands(**pred).vertices, hands.faces)
+    off = refine_opt(hands, pred, j3d, j2d, cam, RefineConfig(**FAST, contact=False), progress=False)
+    for k, v in pred.items():  # the paper: collision-free pairs are left as they are
+        torch.testing.assert_close(off.params[k], v, rtol=0, atol=0)
+    res = refine_opt(hands, pred, j3d, j2d, cam, RefineConfig(**FAST), progress=False)
+    assert torch.equal(res.contact, ev)
+    free = torch.as_tensor(before.max_p == 0)
+    sel = ev & free
+    assert int(sel.sum()) >= 4
+    assert bool((res.gap_before[sel] > 0.004).all())
+    assert bool((res.gap_after[sel] <= CONTACT_THRESHOLD).sum() >= 0.75 * int(sel.sum()))
+    assert bool((res.gap_after[ev] <= res.gap_before[ev] + 1e-12).all())
+    after = penetration_stats(hands(**res.params).vertices, hands.faces)
+    assert np.all(after.max_p[free.numpy()] == 0)  # touching never comes at the price of penetration
+    assert bool((res.e3d_after <= res.e3d_before + 1e-12).all())
+    assert float(res.e3d_after[sel].mean()) < 0.5 * float(res.e3d_before[sel].mean())
+
+
+def test_contact_verification_never_makes_a_sample_worse(two_hands64, synth12):
+    """Property: over perturbed two-sided inputs, no refined sample has a higher collision error,
+    3D-joint error, MAX-P or evidenced gap than before."""
+    hands = two_hands64
+    g = torch.Generator().manual_seed(1)
+    two = make_synthetic(12, seed=3, hands=hands, progress=False)
+    pred = {k: v + 0.01 * torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in two.pred.items()}
+    res = refine_opt(hands, pred, two.j3d, two.j2d, two.cam, RefineConfig(**FAST), progress=False)
+    assert torch.all(res.e_col_after <= res.e_col_before + 1e-12)
+    assert torch.all(res.e3d_after <= res.e3d_before + 1e-12)
+    assert torch.all(res.max_after <= res.max_before + 1e-12)
+    ev = res.contact
+    assert torch.all(res.gap_after[ev] <= res.gap_before[ev] + 1e-12)
+    assert torch.all(torch.isnan(res.gap_after[~ev]))
+    before = penetration_stats(hands(**pred).vertices, hands.faces)
+    after = penetration_stats(hands(**res.params).vertices, hands.faces)
+    assert np.all(after.max_p <= before.max_p + 1e-9) and np.all(after.ave_p <= before.ave_p + 1e-9)
