@@ -124,6 +124,20 @@ def test_2d_targets_with_fx_not_fy_are_exact(tmp_path, open_hands):
     torch.testing.assert_close(head["j2d"].reshape(1, 2, 21, 2), uv, atol=1e-9, rtol=0)
     assert head["has_2d"].all() and head["own"].all()
     torch.testing.assert_close(head["persp"], torch.tensor([[K[0, 0], K[0, 2], K[1, 2], *WRIST[0]]], dtype=DT))
+    # Given 3D keypoints (OpenPose order) are the right hand's targets; the left hand without 2D
+    # keypoints gets the projection of its 3D target.
+    doc = _camera_doc(open_hands, p)
+    kp3 = joints[0, 0].numpy() + np.linspace(-0.01, 0.01, 63).reshape(21, 3)
+    doc["samples"][0]["hands"][1]["keypoints_3d"] = convert(kp3, "mano", "openpose").tolist()
+    del doc["samples"][0]["hands"][0]["keypoints_2d"]
+    (tmp_path / "in.json").write_text(json.dumps(doc))
+    pairs = read_camera_pairs(tmp_path / "in.json")
+    head = joint_head(pairs, open_hands, params, wrist)
+    j3 = head["j3d"].reshape(1, 2, 21, 3) + wrist[:, None, None]
+    torch.testing.assert_close(j3[0, 0], torch.as_tensor(kp3), atol=1e-12, rtol=0)
+    torch.testing.assert_close(j3[0, 1], joints[0, 1], atol=1e-12, rtol=0)
+    torch.testing.assert_close(head["j2d"].reshape(1, 2, 21, 2), uv, atol=1e-9, rtol=0)
+    assert head["own"].all()  # the left hand's own joints are targets
 
 
 def _run(tmp_path, name_in, name_out, *extra) -> int:
