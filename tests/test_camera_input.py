@@ -145,13 +145,13 @@ def _run(tmp_path, name_in, name_out, *extra) -> int:
 
 
 def test_refine_json_open_model(tmp_path, open_hands):
-    p = _pair([[-0.03, -0.035, 0.0], [-0.03, -0.08, 0.0]])  # sample 0 penetrates, sample 1 is apart
+    p = _pair([[-0.03, -0.036, 0.0], [-0.03, -0.08, 0.0]])  # sample 0 penetrates, sample 1 is apart
     doc = _camera_doc(open_hands, p)
     (tmp_path / "in.json").write_text(json.dumps(doc))
     assert _run(tmp_path, "in.json", "out.json") == 0
     out = json.loads((tmp_path / "out.json").read_text())
     r0, r1 = (s["refinement"] for s in out["samples"])
-    assert r0["ave_p_mm_before"] > 0.01 and r0["max_p_mm_before"] > 1.0
+    assert r0["ave_p_mm_before"] > 0.003 and r0["max_p_mm_before"] > 1.0
     assert r0["ave_p_mm_after"] < 1e-9 and r0["max_p_mm_after"] < 1e-9
     assert any(v for k, v in r0.items() if k.startswith("accepted_"))
     assert r1["ave_p_mm_before"] == 0 and r1["ave_p_mm_after"] == 0 and not any(v for k, v in r1.items() if k.startswith("accepted"))
