@@ -86,3 +86,15 @@ def test_rotation_z_known_answer():
     np.testing.assert_allclose(rotation_z(np.pi / 2) @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-12)
     np.testing.assert_allclose(rotation_z(0.3) @ rotation_z(-0.3), np.eye(3), atol=1e-12)
     np.testing.assert_allclose(rotation_z(0.7)[2], [0.0, 0.0, 1.0], atol=1e-12)
+
+
+def test_rotation_matrix_error():
+    from ihmr.geometry.rotations import rotation_matrix_error
+
+    R = axis_angle_to_matrix(torch.randn(8, 3, dtype=torch.float64))
+    assert rotation_matrix_error(R).max() < 1e-14
+    assert torch.allclose(rotation_matrix_error(1.1 * R), torch.full((8,), 1.1**3 - 1, dtype=torch.float64), atol=1e-12)  # det 1.331 > 0.21 off-orthonormal
+    mirror = R * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)  # orthonormal, det -1
+    assert torch.allclose(rotation_matrix_error(mirror), torch.full((8,), 2.0, dtype=torch.float64), atol=1e-12)
+    with pytest.raises(InputError):
+        rotation_matrix_error(torch.zeros(2, 3))

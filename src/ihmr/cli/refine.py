@@ -11,7 +11,7 @@ from typing import Optional
 
 from ihmr.data.synthetic import MIXES
 from ihmr.errors import InputError
-from ihmr.experiments.refine_runs import refine_npz
+from ihmr.experiments.camera_runs import refine_file
 from ihmr.experiments.refine_tables import BenchRefineConfig, run_refine_tables, write_report
 from ihmr.refine import FACTORS, RefineConfig
 
@@ -56,9 +56,9 @@ def _add_switches(p: argparse.ArgumentParser) -> None:
 
 
 def add_refine_parser(sub) -> None:
-    p = sub.add_parser("refine", help="refine two-hand predictions stored in an .npz (factorized refinement)")
-    p.add_argument("input", help="input .npz: beta, phi, theta, tau, cam, j3d, j2d (see docs)")
-    p.add_argument("-o", "--output", required=True, help="output .npz (input arrays + refined_* + per-sample metrics)")
+    p = sub.add_parser("refine", help="refine two-hand predictions (factorized refinement): the pair .npz or camera-frame hands (.json / .npz)")
+    p.add_argument("input", help="pair .npz (beta, phi, theta, tau, cam, j3d, j2d) or camera-frame hands per side (.json, or .npz with right_* / left_* keys); see docs")
+    p.add_argument("-o", "--output", required=True, help="output in the input's convention (pair .npz: input arrays + refined_*; camera-frame: the refined hands), with per-sample metrics")
     _add_switches(p)
     p.set_defaults(func=_cmd_refine)
 
@@ -87,7 +87,7 @@ def _cmd_refine(args: argparse.Namespace) -> int:
                                           ("--terms", bool(args.terms)), ("--collision grid", args.collision == "grid")) if on]
         if opt_only:
             raise InputError(f"{', '.join(opt_only)} apply to --method opt only (the MLP refiner is factorized by design)")
-    summary = refine_npz(args.input, args.output, cfg, method=args.method, model=args.model, batch=args.batch,
+    summary = refine_file(args.input, args.output, cfg, method=args.method, model=args.model, batch=args.batch,
                          refiner=args.refiner, mlp_batch=args.mlp_batch, verify_collision=args.verify_collision)
     print(json.dumps(summary, indent=2))
     return 0

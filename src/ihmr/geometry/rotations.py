@@ -19,6 +19,7 @@ from ihmr.errors import InputError
 __all__ = [
     "axis_angle_to_matrix",
     "matrix_to_axis_angle",
+    "rotation_matrix_error",
     "matrix_to_rot6d",
     "rot6d_to_matrix",
     "mirror_axis_angle",
@@ -91,6 +92,17 @@ def matrix_to_axis_angle(rot: Tensor) -> Tensor:
     angle = 2.0 * torch.atan2(s, w)
     scale = torch.where(small, 2.0 / w.clamp_min(_SMALL) * (1.0 - s2 / (3.0 * w.clamp_min(_SMALL) ** 2)), angle / s)
     return xyz * scale
+
+
+def rotation_matrix_error(rot: Tensor) -> Tensor:
+    """How far matrices ``(*, 3, 3)`` are from rotations: ``(*,)`` the larger of
+    ``max |R^T R - I|`` (orthonormality) and ``|det R - 1|`` (a reflection has ``det = -1``: error 2).
+    0 for an exact rotation; float32 network outputs are typically below 1e-5."""
+    if rot.shape[-2:] != (3, 3):
+        raise InputError(f"rotation matrices must be (*, 3, 3), got shape {tuple(rot.shape)}")
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+    ortho = (rot.transpose(-1, -2) @ rot - eye).abs().amax(dim=(-1, -2))
+    return torch.maximum(ortho, (torch.linalg.det(rot) - 1.0).abs())
 
 
 def _matrix_to_quaternion(rot: Tensor) -> Tensor:
