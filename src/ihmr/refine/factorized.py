@@ -112,8 +112,8 @@ class RefineConfig:
     skip_collision_free: bool = True
     early_stop: bool = True
     contact: bool = True
-    contact_band: float = 0.03
-    contact_k: int = 8
+    contact_band: float = 0.015
+    contact_k: int = 128
     contact_margin: float = 0.001
     touch: float = CONTACT_THRESHOLD
 
