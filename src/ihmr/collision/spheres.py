@@ -184,11 +184,8 @@ def _overlapping_pairs(qa: Tensor, ca: Tensor, q: Tensor, c: Tensor, r: Tensor, 
     pb, gq, ga = torch.nonzero(d2 < lim * lim, as_tuple=True)
     qa_g = (qa[:, ql] * qv[..., None]).flatten(0, 1)  # (P Gq, L, 5); zero rows at the padding: their test is 0, never < 0
     ca_g = (ca[:, al] * av[..., None]).flatten(0, 1)
-    qs = qa_g.transpose(1, 2).contiguous().index_select(0, pb * ql.shape[0] + gq)[..., None]  # (n, 5, Lq, 1)
-    cs = ca_g.transpose(1, 2).contiguous().index_select(0, pb * al.shape[0] + ga)[:, :, None]  # (n, 5, 1, La)
-    test = qs[:, 0] * cs[:, 0]  # (n, Lq, La): the five products summed in order (a batch of tiny matmuls is slow)
-    for k in range(1, qa.shape[-1]):
-        test = test + qs[:, k] * cs[:, k]
+    test = torch.bmm(qa_g.index_select(0, pb * ql.shape[0] + gq),  # (n, Lq, La)
+                     ca_g.index_select(0, pb * al.shape[0] + ga).transpose(1, 2))
     k, li, lj = torch.nonzero(test < 0, as_tuple=True)
     b, i, j = pb[k], ql[gq[k], li], al[ga[k], lj]
     order = torch.argsort((b * qa.shape[1] + i) * ca.shape[1] + j)
