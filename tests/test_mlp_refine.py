@@ -21,6 +21,7 @@ from ihmr.refine.mlp import (
     MLPRefineConfig,
     MLPRefiner,
     MLPRefinerConfig,
+    ProxySubset,
     default_refiner_path,
     evaluate_state,
     load_refiner,
@@ -107,6 +108,65 @@ def test_rigid_candidates_match_full_skinning(two_hands64, proxy, synth12):
         full = _pose(hands, cand)
         torch.testing.assert_close(v, full.vertices, rtol=0, atol=1e-8)  # nanometres
         torch.testing.assert_close(j, full.joints, rtol=0, atol=1e-8)
+
+
+def _varied(data, n: int, seed: int = 0) -> dict:
+    """``n`` samples from ``data.pred`` repeated with a few millimetres / hundredths of a radian of
+    noise, the last eight moved 0.3 m apart (no collision)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.arange(n) % len(data.pred["tau"])
+    p = {k: v[idx].clone() for k, v in data.pred.items()}
+    p["tau"] += 0.004 * torch.randn(p["tau"].shape, generator=g, dtype=p["tau"].dtype)
+    p["theta"] += 0.03 * torch.randn(p["theta"].shape, generator=g, dtype=p["theta"].dtype)
+    p["tau"][-8:, 0] += 0.3
+    return p, idx
+
+
+def test_subset_posing_and_group_search_match_the_full_proxy(two_hands64, synth12):
+    """Posing only the proxy's vertices (ProxySubset) and finding the overlapping pairs group by
+    group give the full meshes' dense proxy measures."""
+    hands = two_hands64
+    proxy = build_sphere_proxy(hands)
+    sub = ProxySubset.build(proxy, hands.faces)
+    assert len(sub.ids) < 0.8 * hands.num_vertices
+    p, _ = _varied(synth12, 24)
+    full = _pose(hands, p)
+    part = hands(p["beta"], p["phi"], p["theta"], p["tau"], vertex_ids=sub.ids)
+    torch.testing.assert_close(part.vertices, full.vertices[:, :, sub.ids], rtol=0, atol=1e-12)
+    torch.testing.assert_close(part.joints, full.joints, rtol=0, atol=0)
+    dense = proxy_collision(full.vertices, full.joints, hands.faces, proxy, return_parts=True, search="dense")
+    groups = proxy_collision(full.vertices, full.joints, hands.faces, proxy, return_parts=True)
+    j3 = torch.zeros(24, 2, 21, 3, dtype=torch.float64)
+    st = evaluate_state(hands, proxy, p, j3, subset=sub)
+    assert float(dense[0].min()) == 0 and int((dense[0] > 0).sum()) >= 12
+    for a, b, c in zip(dense, groups, (st.e_col, st.col_hand, st.push, st.e_max)):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
+        torch.testing.assert_close(c, a, rtol=0, atol=1e-12)
+    for factor, delta in (("tau", {"tau": torch.full((24, 3), 0.003, dtype=torch.float64)}),
+                          ("theta", {"theta": torch.full((24, 2, 45), 0.02, dtype=torch.float64)})):
+        cand = {k: p[k] + delta.get(k, 0.0) for k in p}
+        v, j = pose_candidate(hands, factor, st, cand)
+        torch.testing.assert_close(v, _pose(hands, cand).vertices[:, :, sub.ids], rtol=0, atol=1e-9)
+
+
+def test_fast_path_gives_the_reference_results(synth12):
+    """refine_mlp (proxy subset, group search) against the straightforward path (full skinning of
+    every candidate, the dense proxy test) on 64 samples with the shipped refiners, float32 as in
+    the benchmark: the same accepted samples, parameters and measures up to float rounding."""
+    hands = ihmr.TwoHands(dtype=torch.float32)
+    ref = load_refiner("default", hands)
+    p, idx = _varied(synth12, 64, seed=1)
+    args = (hands, p, synth12.j3d[idx], synth12.j2d[idx], ref)
+    a = refine_mlp(*args, config=MLPRefineConfig(reference=True), batch_size=32, progress=False)
+    b = refine_mlp(*args, batch_size=32, progress=False)
+    assert sum(int(x.sum()) for x in a.accepted.values()) >= 20
+    for f in a.accepted:
+        assert torch.equal(a.accepted[f], b.accepted[f]), f
+    for k in a.params:
+        torch.testing.assert_close(b.params[k], a.params[k], rtol=0, atol=1e-6)
+    for k in ("e_col_before", "e_col_after", "max_before", "max_after", "e3d_before", "e3d_after"):
+        torch.testing.assert_close(getattr(b, k), getattr(a, k), rtol=1e-5, atol=1e-7, msg=lambda m, k=k: f"{k}: {m}")
+    assert float(a.e_col_before[-8:].abs().max()) == 0 and float(b.e_col_after[-8:].abs().max()) == 0
 
 
 def _random_refiner(scale: float, seed: int = 0) -> MLPRefiner:

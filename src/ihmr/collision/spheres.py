@@ -23,7 +23,8 @@ verification); reported metrics (AVE-P / MAX-P) always use exact depths.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -39,6 +40,10 @@ __all__ = ["SphereProxy", "build_sphere_proxy", "sphere_penetration", "proxy_col
 #: Radius bounds (m) of the inscribed balls: the lower one keeps thin parts (fingertips, nails)
 #: represented, the upper one caps balls in flat regions where the estimate is unreliable.
 MIN_RADIUS, MAX_RADIUS = 0.002, 0.015
+#: Queries and spheres per group of the search in :func:`sphere_penetration`.
+QUERY_LEAF, ANCHOR_LEAF = 8, 8
+#: Slack (m) of the group test: far above float rounding, far below the groups' sizes.
+_GROUP_SLACK = 1e-5
 
 
 @dataclass
@@ -51,6 +56,10 @@ class SphereProxy:
         queries: ``(S,)`` int64 vertex ids tested against the other hand's spheres.
         ref_size: ``(2,)`` template hand sizes (m; summed bone lengths) the radii belong to.
         num_vertices: ``V`` of the model.
+        query_leaves, anchor_leaves: ``(G, L)`` int64 positions into ``queries`` / ``anchors``:
+            small groups that lie close together on the template (:func:`_leaves`), each padded to
+            ``L`` by repeating its first member, for the search of :func:`sphere_penetration`.
+        query_valid, anchor_valid: ``(G, L)`` bool, False at the padding.
     """
 
     anchors: Tensor
@@ -58,9 +67,17 @@ class SphereProxy:
     queries: Tensor
     ref_size: Tensor
     num_vertices: int
+    query_leaves: Tensor
+    query_valid: Tensor
+    anchor_leaves: Tensor
+    anchor_valid: Tensor
 
     def to(self, dtype: torch.dtype) -> "SphereProxy":
-        return SphereProxy(self.anchors, self.radius.to(dtype), self.queries, self.ref_size.to(dtype), self.num_vertices)
+        return replace(self, radius=self.radius.to(dtype), ref_size=self.ref_size.to(dtype))
+
+    def remap(self, anchors: Tensor, queries: Tensor, num_vertices: Optional[int] = None) -> "SphereProxy":
+        """The same proxy with other vertex ids (e.g. positions in a subset of the mesh's vertices)."""
+        return replace(self, anchors=anchors, queries=queries, num_vertices=num_vertices or self.num_vertices)
 
 
 def _farthest_points(x: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -93,6 +110,24 @@ def _inscribed_radii(v: np.ndarray, faces: np.ndarray, ids: np.ndarray) -> np.nd
     return np.clip(r.min(1), MIN_RADIUS, MAX_RADIUS)
 
 
+def _leaves(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the points ``x (N, 3)`` into groups of at most ``size`` close points (halving along
+    the longest side of the box, a kd-tree's leaves): ``(G, size)`` indices, each row padded with
+    its first index, and the ``(G, size)`` mask of real entries."""
+    todo, leaves = [np.arange(len(x))], []
+    while todo:
+        g = todo.pop()
+        if len(g) <= size:
+            leaves.append(g)
+            continue
+        axis = int(np.argmax(x[g].max(0) - x[g].min(0)))
+        g = g[np.argsort(x[g, axis], kind="stable")]
+        todo += [g[: len(g) // 2], g[len(g) // 2:]]
+    idx = np.stack([np.concatenate([g, np.full(size - len(g), g[0])]) for g in leaves])
+    valid = np.arange(size)[None] < np.array([len(g) for g in leaves])[:, None]
+    return idx, valid
+
+
 def _hand_size(joints: Tensor) -> Tensor:
     """Summed bone lengths ``(...)`` of ``(..., 21, 3)`` MANO-order joints (m)."""
     parents = torch.as_tensor(MANO21_PARENTS[1:], device=joints.device)
@@ -116,15 +151,50 @@ def build_sphere_proxy(hands, num_spheres: int = 256, num_queries: int = 256, se
     anchors = _farthest_points(v[0], num_spheres, seed)
     queries = _farthest_points(v[0], num_queries, seed + 1)
     radius = np.stack([_inscribed_radii(v[h], faces[h], anchors) for h in range(2)])
+    q_leaves, q_valid = _leaves(v[0, queries], QUERY_LEAF)
+    a_leaves, a_valid = _leaves(v[0, anchors], ANCHOR_LEAF)
     return SphereProxy(
         anchors=torch.as_tensor(anchors), radius=torch.as_tensor(radius),
         queries=torch.as_tensor(queries), ref_size=_hand_size(out.joints[0]).double(),
         num_vertices=int(v.shape[1]),
+        query_leaves=torch.as_tensor(q_leaves), query_valid=torch.as_tensor(q_valid),
+        anchor_leaves=torch.as_tensor(a_leaves), anchor_valid=torch.as_tensor(a_valid),
     )
 
 
+def _overlapping_pairs(qa: Tensor, ca: Tensor, q: Tensor, c: Tensor, r: Tensor, proxy: SphereProxy) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``(b, i, j)`` with ``qa[b, i] . ca[b, j] < 0`` (query ``i`` inside ball ``j``), in the
+    order of ``torch.nonzero`` on the dense ``(P, S, M)`` test, found group by group: a group of
+    queries and a group of balls can only hold such a pair when their bounding spheres overlap, so
+    only those few group pairs (a few per cent of all) are tested member by member.
+
+    ``qa (P, S, 5)``, ``ca (P, M, 5)``: the expanded test's rows; ``q (P, S, 3)``, ``c (P, M, 3)``,
+    ``r (P, M)``: the queries, ball centres and radii they come from (m)."""
+    dev = q.device
+    ql, qv = proxy.query_leaves.to(dev), proxy.query_valid.to(dev)
+    al, av = proxy.anchor_leaves.to(dev), proxy.anchor_valid.to(dev)
+    qg = q[:, ql]  # (P, Gq, L, 3); the padding repeats a member: the bounds stay the members'
+    q_mid = qg.mean(2)
+    q_rad = (qg - q_mid[:, :, None]).norm(dim=-1).amax(2)  # (P, Gq)
+    cg = c[:, al]
+    c_mid = cg.mean(2)
+    c_rad = ((cg - c_mid[:, :, None]).norm(dim=-1) + r[:, al]).amax(2)  # (P, Ga): the balls' bound
+    d2 = ((q_mid[:, :, None] - c_mid[:, None]) ** 2).sum(-1)  # (P, Gq, Ga)
+    lim = q_rad[:, :, None] + c_rad[:, None] + _GROUP_SLACK
+    pb, gq, ga = torch.nonzero(d2 < lim * lim, as_tuple=True)
+    qa_g = (qa[:, ql] * qv[..., None]).flatten(0, 1)  # (P Gq, L, 5); zero rows at the padding: their test is 0, never < 0
+    ca_g = (ca[:, al] * av[..., None]).flatten(0, 1)
+    test = torch.bmm(qa_g.index_select(0, pb * ql.shape[0] + gq),  # (n, Lq, La)
+                     ca_g.index_select(0, pb * al.shape[0] + ga).transpose(1, 2))
+    k, li, lj = torch.nonzero(test < 0, as_tuple=True)
+    b, i, j = pb[k], ql[gq[k], li], al[ga[k], lj]
+    order = torch.argsort((b * qa.shape[1] + i) * ca.shape[1] + j)
+    return b[order], i[order], j[order]
+
+
 def sphere_penetration(
-    vertices: Tensor, joints: Tensor, faces: Tensor, proxy: SphereProxy, return_push: bool = False
+    vertices: Tensor, joints: Tensor, faces: Tensor, proxy: SphereProxy, return_push: bool = False,
+    search: Literal["groups", "dense"] = "groups",
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Proxy depth of each query vertex inside the other hand: ``(B, 2, S)`` metres.
 
@@ -139,6 +209,11 @@ def sphere_penetration(
         Differentiable with respect to ``vertices``. With ``return_push`` also ``(B, 2, 3)``: per
         hand the sum over overlapping (query, ball) pairs of depth times the unit direction out of
         the ball, i.e. where hand ``h`` would have to move to leave hand ``1 - h`` (no gradient).
+
+    ``search``: how the overlapping (query, ball) pairs are found: ``"groups"`` (bounding spheres
+    of small groups first, :func:`_overlapping_pairs`) or ``"dense"`` (all ``S x M`` pairs in one
+    batched matmul: the reference, several times slower); both give the same pairs up to float
+    rounding of the test at a ball's very surface (depth 0).
     """
     B = vertices.shape[0]
     dt = vertices.dtype
@@ -146,8 +221,8 @@ def sphere_penetration(
     normals = torch.stack([vertex_normals(vertices[:, h], faces[h], a) for h in range(2)], 1)  # (B, 2, M, 3)
     scale = _hand_size(joints) / proxy.ref_size.to(dt)  # (B, 2)
     r = proxy.radius.to(dt)[None] * scale[..., None]  # (B, 2, M)
-    centres = vertices[:, :, a] - r[..., None] * normals  # (B, 2, M, 3)
-    q = vertices[:, :, proxy.queries.to(vertices.device)]  # (B, 2, S, 3)
+    centres = vertices.index_select(2, a) - r[..., None] * normals  # (B, 2, M, 3)
+    q = vertices.index_select(2, proxy.queries.to(vertices.device))  # (B, 2, S, 3)
     other_c = centres.flip(1).reshape(B * 2, -1, 3)  # hand h's queries against hand 1 - h's balls
     other_r = r.flip(1).reshape(B * 2, -1)
     q = q.reshape(B * 2, -1, 3)
@@ -159,33 +234,44 @@ def sphere_penetration(
         # |q - c|^2 - r^2 = [q, |q|^2, 1] . [-2c, 1, |c|^2 - r^2]: one matmul with K = 5
         qa = torch.cat([qd, (qd * qd).sum(-1, keepdim=True), torch.ones_like(qd[..., :1])], -1)
         ca = torch.cat([-2.0 * cd, torch.ones_like(cd[..., :1]), (cd * cd).sum(-1, keepdim=True) - other_r.detach()[..., None] ** 2], -1)
-        b, i, j = torch.nonzero(torch.bmm(qa, ca.transpose(1, 2)) < 0, as_tuple=True)
-    depth = (other_r[b, j] - (q[b, i] - other_c[b, j]).norm(dim=-1)).clamp_min(0.0)
-    out = q.new_zeros(B * 2 * S).scatter_reduce(0, b * S + i, depth, reduce="amax", include_self=True)
+        if search == "dense":
+            b, i, j = torch.nonzero(torch.bmm(qa, ca.transpose(1, 2)) < 0, as_tuple=True)
+        else:
+            b, i, j = _overlapping_pairs(qa, ca, qd, cd, other_r.detach(), proxy)
+    bi, bj = b * S + i, b * other_c.shape[1] + j  # flat rows: index_select is much faster than [b, i]
+    q_bi, c_bj = q.flatten(0, 1).index_select(0, bi), other_c.flatten(0, 1).index_select(0, bj)
+    depth = (other_r.flatten().index_select(0, bj) - (q_bi - c_bj).norm(dim=-1)).clamp_min(0.0)
+    out = q.new_zeros(B * 2 * S).scatter_reduce(0, bi, depth, reduce="amax", include_self=True)
     if not return_push:
         return out.reshape(B, 2, S)
     with torch.no_grad():
-        u = q.detach()[b, i] - other_c.detach()[b, j]
+        u = q_bi.detach() - c_bj.detach()
         u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-9)
         push = q.new_zeros(B * 2, 3).index_add(0, b, depth.detach()[:, None] * u)
     return out.reshape(B, 2, S), push.reshape(B, 2, 3)
 
 
 def proxy_collision(
-    vertices: Tensor, joints: Tensor, faces: Tensor, proxy: SphereProxy, return_parts: bool = False
+    vertices: Tensor, joints: Tensor, faces: Tensor, proxy: SphereProxy, return_parts: bool = False,
+    search: Literal["groups", "dense"] = "groups", overlap: Optional[Tensor] = None,
 ) -> Tensor | tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-sample proxy collision error ``(B,)`` (m): the summed query depths times ``V / S`` (the
     scale of Eq. 7's sum over all vertices). Zero exactly when no query vertex is inside a ball;
     pairs whose bounding boxes do not overlap are skipped. With ``return_parts`` also the error per
     hand ``(B, 2)`` (of hand ``h``'s vertices inside hand ``1 - h``), the push directions
-    ``(B, 2, 3)`` of :func:`sphere_penetration` and the deepest query ``(B,)`` (m, no gradient)."""
+    ``(B, 2, 3)`` of :func:`sphere_penetration` and the deepest query ``(B,)`` (m, no gradient).
+
+    ``search``: see :func:`sphere_penetration`. ``overlap``: ``(B,)`` bool, the pairs to measure;
+    default the meshes' bounding boxes overlap (:func:`~ihmr.collision.exact.boxes_overlap`). Pass
+    it when ``vertices`` holds only some of each mesh's vertices (those the proxy reads, with
+    ``proxy`` and ``faces`` renumbered to them), whose boxes are not the meshes' boxes."""
     B = vertices.shape[0]
     per_hand = vertices.new_zeros(B, 2) + 0.0 * vertices.sum(dim=(2, 3))
     push = vertices.new_zeros(B, 2, 3)
     deepest = vertices.new_zeros(B)
-    active = torch.nonzero(boxes_overlap(vertices.detach())).flatten()
+    active = torch.nonzero(boxes_overlap(vertices.detach()) if overlap is None else overlap).flatten()
     if active.numel():
-        d, pu = sphere_penetration(vertices[active], joints[active], faces, proxy, return_push=True)
+        d, pu = sphere_penetration(vertices[active], joints[active], faces, proxy, return_push=True, search=search)
         per_hand = per_hand.index_put((active,), d.sum(2) * (proxy.num_vertices / proxy.queries.numel()))
         push = push.index_put((active,), pu)
         deepest = deepest.index_put((active,), d.detach().flatten(1).amax(1))

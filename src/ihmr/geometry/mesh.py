@@ -215,9 +215,11 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 _INCIDENT: dict = {}
 
 
-def _incident_faces(faces: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """``(len(ids), K)`` indices of the faces around each vertex of ``ids``, padded with ``F``
-    (cached per mesh and vertex set)."""
+def _incident_faces(faces: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The faces around the vertices ``ids`` (cached per mesh and vertex set): ``(U, 3)`` the
+    distinct ones (with a degenerate ``[0, 0, 0]`` for the padding when some vertex has fewer
+    than the most), and ``(len(ids), K)`` for each vertex its faces as rows of that array in
+    increasing face order."""
     f = faces.cpu().long()
     key = (f.numpy().tobytes(), ids.cpu().long().numpy().tobytes())
     if key in _INCIDENT:
@@ -235,24 +237,26 @@ def _incident_faces(faces: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     slot = torch.arange(len(row)) - start[row]
     out = torch.full((len(ids), max(int(counts.max()), 1)), f.shape[0], dtype=torch.long)
     out[row, slot] = col_face
+    used, inc = torch.unique(out, return_inverse=True)
+    res = (torch.cat([f, f.new_zeros(1, 3)])[used], inc)
     if len(_INCIDENT) > 16:
         _INCIDENT.clear()
-    _INCIDENT[key] = out
-    return out
+    _INCIDENT[key] = res
+    return res
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
     """Area-weighted unit vertex normals of ``vertices (B, V, 3)`` with ``faces (F, 3)`` (torch,
     differentiable): ``(B, V, 3)``, or ``(B, len(ids), 3)`` for the vertices ``ids`` only (only
-    their faces are visited). Vertices in no face get a zero normal."""
+    their faces are visited, each once). Vertices in no face get a zero normal."""
     f = torch.as_tensor(faces, device=vertices.device).long()
+    inc = None
     if ids is not None:
-        inc = _incident_faces(f, torch.as_tensor(ids)).to(vertices.device)
-        f = torch.cat([f, f.new_zeros(1, 3)])[inc]  # (n, K, 3); padding: a degenerate face, zero normal
-    t = vertices[:, f]  # (B, ..., 3, 3)
+        f, inc = (x.to(vertices.device) for x in _incident_faces(f, torch.as_tensor(ids)))
+    t = vertices.index_select(-2, f.reshape(-1)).unflatten(-2, (f.shape[0], 3))  # (B, F, 3, 3)
     fn = torch.linalg.cross(t[..., 1, :] - t[..., 0, :], t[..., 2, :] - t[..., 0, :])  # |fn| = 2 area
-    if ids is not None:
-        n = fn.sum(-2)
+    if inc is not None:
+        n = fn.index_select(-2, inc.reshape(-1)).unflatten(-2, inc.shape).sum(-2)
     else:
         n = vertices.new_zeros(vertices.shape)
         for k in range(3):  # three corners: a fixed, tiny loop

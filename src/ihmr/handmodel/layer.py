@@ -111,6 +111,7 @@ class HandLayer(nn.Module):
         global_orient: Optional[Tensor] = None,
         hand_pose: Optional[Tensor] = None,
         transl: Optional[Tensor] = None,
+        vertex_ids: Optional[Tensor] = None,
     ) -> HandOutput:
         """Pose the hand.
 
@@ -120,6 +121,8 @@ class HandLayer(nn.Module):
             hand_pose: ``(B, 45)`` finger axis-angles relative to the flat hand (or
                 ``(B, num_pca_comps)`` PCA coefficients when ``use_pca``), default zeros.
             transl: ``(B, 3)`` translation added to everything (metres), default zeros.
+            vertex_ids: ``(n,)`` int64 vertex ids: pose only these (``vertices (B, n, 3)``, the
+                joints unchanged; faster when only some vertices are needed).
 
         Returns:
             :class:`HandOutput`.
@@ -141,11 +144,18 @@ class HandLayer(nn.Module):
         if self.use_pca:
             hand_pose = hand_pose @ self.hands_components + self.hands_mean
         full_pose = torch.cat([global_orient, hand_pose], dim=1).reshape(B, NUM_JOINTS, 3)
+        ids = None
+        if vertex_ids is not None:  # the fingertip joints are vertices too: pose them with the others
+            ids = torch.cat([torch.as_tensor(vertex_ids, device=dev).long(), self.tip_ids])
         verts, joints, rest_joints = lbs(
             betas.to(dt), full_pose.to(dt), self.v_template, self.shapedirs, self.posedirs,
-            self.J_regressor, self.parents, self.lbs_weights,
+            self.J_regressor, self.parents, self.lbs_weights, ids,
         )
-        joints = torch.cat([joints, verts[:, self.tip_ids]], dim=1)
+        if ids is None:
+            joints = torch.cat([joints, verts[:, self.tip_ids]], dim=1)
+        else:
+            n = len(ids) - len(self.tip_ids)
+            joints, verts = torch.cat([joints, verts[:, n:]], dim=1), verts[:, :n]
         if transl is not None:
             verts = verts + transl[:, None].to(dt)
             joints = joints + transl[:, None].to(dt)

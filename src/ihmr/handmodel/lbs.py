@@ -86,6 +86,7 @@ def lbs(
     J_regressor: Tensor,
     parents: Tensor,
     weights: Tensor,
+    vertex_ids: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Shape, pose and skin a hand model.
 
@@ -98,9 +99,11 @@ def lbs(
         J_regressor: ``(J, V)``.
         parents: ``(J,)``.
         weights: ``(V, J)`` skinning weights.
+        vertex_ids: ``(n,)`` int64: pose only these vertices (the joints are the same as without;
+            each vertex as without, up to float rounding of the matrix products).
 
     Returns:
-        vertices: ``(B, V, 3)`` posed vertices.
+        vertices: ``(B, V, 3)`` posed vertices (``(B, n, 3)`` with ``vertex_ids``).
         joints: ``(B, J, 3)`` posed kinematic joints.
         rest_joints: ``(B, J, 3)`` joints of the shaped rest hand.
     """
@@ -108,6 +111,10 @@ def lbs(
     v_shaped = v_template[None] + blend_shapes(betas, shapedirs)
     rest_joints = vertices2joints(J_regressor, v_shaped)
     rot_mats = axis_angle_to_matrix(pose)  # (B, J, 3, 3)
+    if vertex_ids is not None:  # the joints need every shaped vertex; the rest only these
+        v_shaped, weights = v_shaped[:, vertex_ids], weights[vertex_ids]
+        if posedirs is not None:
+            posedirs = posedirs.unflatten(1, (-1, 3))[:, vertex_ids].flatten(1)
     if posedirs is not None:
         eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
         pose_feature = (rot_mats[:, 1:] - eye).reshape(B, -1)
@@ -115,6 +122,7 @@ def lbs(
     else:
         v_posed = v_shaped
     joints, rel = batch_rigid_transform(rot_mats, rest_joints, parents)
-    T = torch.einsum("vj,bjmn->bvmn", weights, rel[:, :, :3, :])  # (B, V, 3, 4)
-    vertices = (T[..., :3] @ v_posed[..., None])[..., 0] + T[..., 3]
+    J = rel.shape[1]
+    T = torch.matmul(weights, rel[:, :, :3, :].reshape(B, J, 12)).unflatten(-1, (3, 4))  # (B, V, 3, 4)
+    vertices = (T[..., :3] * v_posed[:, :, None, :]).sum(-1) + T[..., 3]  # no batch of tiny matmuls
     return vertices, joints, rest_joints

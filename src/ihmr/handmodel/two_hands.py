@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -95,7 +95,7 @@ class TwoHands(nn.Module):
     def num_vertices(self) -> int:
         return self.right.num_vertices
 
-    def forward(self, beta: Tensor, phi: Tensor, theta: Tensor, tau: Tensor) -> TwoHandsOutput:
+    def forward(self, beta: Tensor, phi: Tensor, theta: Tensor, tau: Tensor, vertex_ids: Optional[Tensor] = None) -> TwoHandsOutput:
         """Pose both hands.
 
         Args:
@@ -103,6 +103,8 @@ class TwoHands(nn.Module):
             phi: ``(B, 2, 3)`` global orientations (axis-angle, radians).
             theta: ``(B, 2, 45)`` finger poses relative to the flat hand.
             tau: ``(B, 3)`` left wrist minus right wrist, metres.
+            vertex_ids: ``(n,)`` int64 vertex ids: pose only these vertices of each hand
+                (``vertices (B, 2, n, 3)``; the joints are unchanged).
 
         Returns:
             :class:`TwoHandsOutput`.
@@ -117,8 +119,8 @@ class TwoHands(nn.Module):
         check_param("phi", phi, (B, 2, 3))
         check_param("theta", theta, (B, 2, 45))
         check_param("tau", tau, (B, 3))
-        out_r = self.right(beta[:, 0], phi[:, 0], theta[:, 0])
-        out_l = self.left(beta[:, 1], phi[:, 1], theta[:, 1])
+        out_r = self.right(beta[:, 0], phi[:, 0], theta[:, 0], vertex_ids=vertex_ids)
+        out_l = self.left(beta[:, 1], phi[:, 1], theta[:, 1], vertex_ids=vertex_ids)
         # Put each wrist joint at its place: right at the origin, left at tau.
         off_r = -out_r.joints[:, :1]
         off_l = tau[:, None].to(out_l.joints.dtype) - out_l.joints[:, :1]

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ihmr.collision.exact import penetration_depths
+from ihmr.collision.exact import boxes_overlap, penetration_depths
 from ihmr.collision.spheres import SphereProxy, build_sphere_proxy, proxy_collision
 from ihmr.errors import InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix
@@ -56,6 +56,7 @@ __all__ = [
     "MLPRefiner",
     "MLPRefineConfig",
     "PairState",
+    "ProxySubset",
     "refine_mlp",
     "load_refiner",
     "default_refiner_path",
@@ -113,16 +114,44 @@ class FactorMLP(nn.Module):
 
 
 @dataclass
+class ProxySubset:
+    """The vertices the proxy verification reads: the queries, the anchors and the corners of the
+    anchors' faces (their normals), about two thirds of a hand. Posing only these (and the joints)
+    gives the same proxy measures as posing whole meshes (:func:`evaluate_state`).
+
+    Attributes:
+        ids: ``(n,)`` int64 sorted vertex ids (the same for both hands).
+        proxy: the sphere proxy renumbered to positions in ``ids``.
+        faces: ``(2, F', 3)`` the anchors' faces (in mesh order) renumbered to positions in ``ids``.
+    """
+
+    ids: Tensor
+    proxy: SphereProxy
+    faces: Tensor
+
+    @classmethod
+    def build(cls, proxy: SphereProxy, faces: Tensor) -> "ProxySubset":
+        """From a model's proxy and its faces ``(2, F, 3)``."""
+        near = torch.isin(faces, proxy.anchors).any(-1).any(0)  # (F,) faces around an anchor (either hand)
+        ids = torch.unique(torch.cat([proxy.queries, proxy.anchors, faces[:, near].flatten()]))
+        pos = torch.full((proxy.num_vertices,), -1, dtype=torch.long)
+        pos[ids] = torch.arange(len(ids))
+        return cls(ids, proxy.remap(pos[proxy.anchors], pos[proxy.queries]), pos[faces[:, near]])
+
+
+@dataclass
 class PairState:
     """Current parameters of a batch and what verification needs about them.
 
     Attributes:
         params: beta ``(B, 2, 10)``, phi ``(B, 2, 3)``, theta ``(B, 2, 45)``, tau ``(B, 3)``.
-        vertices: ``(B, 2, V, 3)``; joints: ``(B, 2, 21, 3)`` (right wrist at the origin).
+        vertices: ``(B, 2, V, 3)``, or ``(B, 2, n, 3)`` the vertices ``subset.ids`` only;
+            joints: ``(B, 2, 21, 3)`` (right wrist at the origin).
         e_col: ``(B,)`` collision error (proxy or exact, m).
         e_max: ``(B,)`` the deepest penetration of the same measure (proxy: query vertex; exact: MAX-P; m).
         col_hand: ``(B, 2)`` proxy collision per hand; push: ``(B, 2, 3)`` proxy push directions.
         e3d: ``(B,)`` 3D-joint error against the joint head (m^2).
+        subset: the :class:`ProxySubset` ``vertices`` holds, ``None`` for whole meshes.
     """
 
     params: dict[str, Tensor]
@@ -133,6 +162,7 @@ class PairState:
     col_hand: Tensor
     push: Tensor
     e3d: Tensor
+    subset: Optional[ProxySubset] = None
 
     def select(self, ok: Tensor, other: "PairState", rows: Tensor) -> "PairState":
         """This state with rows ``rows[ok]`` replaced by ``other``'s rows ``ok`` (``other`` holds
@@ -146,12 +176,12 @@ class PairState:
             params={k: put(v, other.params[k]) for k, v in self.params.items()},
             vertices=put(self.vertices, other.vertices), joints=put(self.joints, other.joints),
             e_col=put(self.e_col, other.e_col), e_max=put(self.e_max, other.e_max), col_hand=put(self.col_hand, other.col_hand),
-            push=put(self.push, other.push), e3d=put(self.e3d, other.e3d),
+            push=put(self.push, other.push), e3d=put(self.e3d, other.e3d), subset=self.subset,
         )
 
     def rows(self, idx: Tensor) -> "PairState":
         return PairState({k: v[idx] for k, v in self.params.items()}, self.vertices[idx], self.joints[idx],
-                         self.e_col[idx], self.e_max[idx], self.col_hand[idx], self.push[idx], self.e3d[idx])
+                         self.e_col[idx], self.e_max[idx], self.col_hand[idx], self.push[idx], self.e3d[idx], self.subset)
 
 
 def normalise_2d(j2d: Tensor) -> Tensor:
@@ -177,6 +207,7 @@ class MLPRefiner(nn.Module):
         self.register_buffer("x_mean", torch.zeros(d))
         self.register_buffer("x_std", torch.ones(d))
         self._proxy: dict = {}
+        self._subset: dict = {}
 
     @property
     def input_dim(self) -> int:
@@ -189,6 +220,13 @@ class MLPRefiner(nn.Module):
         if key not in self._proxy:
             self._proxy[key] = build_sphere_proxy(hands).to(hands.right.v_template.dtype)
         return self._proxy[key]
+
+    def proxy_subset(self, hands: TwoHands) -> ProxySubset:
+        """The :class:`ProxySubset` of :meth:`proxy` (built once per proxy)."""
+        proxy = self.proxy(hands)
+        if id(proxy) not in self._subset:
+            self._subset[id(proxy)] = ProxySubset.build(proxy, hands.faces)
+        return self._subset[id(proxy)]
 
     def features(self, state: PairState, j3d: Tensor, j2d_n: Tensor, feature: Optional[Tensor]) -> Tensor:
         """Raw (unstandardised) input ``(B, D)``; ``j3d (B, 2, 21, 3)`` right-wrist relative,
@@ -274,6 +312,10 @@ class MLPRefineConfig:
             sample (ablation).
         collision: "proxy" (spheres, fast) or "exact" (exact depths) for verification.
         skip_collision_free: leave samples without collision untouched.
+        reference: the straightforward path (every candidate posed in full, the proxy's dense
+            ``S x M`` test) instead of posing only the proxy's vertices (:class:`ProxySubset`)
+            and its group search; the same results up to float rounding, about three times
+            slower (for checks and ``benchmarks/bench_mlp.py``).
         e3d_slack: 3D-joint error (m^2, over the 42 joints) a candidate may add and still pass. 0
             (strict decrease) for a separate joint head; the image demo, whose joint head is the
             very landmarks the hands were fitted to, lets joints move a few millimetres, as for OPT.
@@ -284,6 +326,7 @@ class MLPRefineConfig:
     collision: Literal["proxy", "exact"] = "proxy"
     skip_collision_free: bool = True
     e3d_slack: float = 0.0
+    reference: bool = False
 
     def check(self) -> "MLPRefineConfig":
         if not self.factors or set(self.factors) - set(FACTORS) or len(set(self.factors)) != len(self.factors):
@@ -294,18 +337,44 @@ class MLPRefineConfig:
 
 
 def evaluate_state(hands: TwoHands, proxy: SphereProxy, params: dict[str, Tensor], j3d: Tensor,
-                   collision: str = "proxy", posed: Optional[tuple[Tensor, Tensor]] = None) -> PairState:
-    """Pose ``params`` (or take ``posed = (vertices, joints)``) and measure collision and 3D error."""
+                   collision: str = "proxy", posed: Optional[tuple[Tensor, Tensor]] = None,
+                   subset: Optional[ProxySubset] = None, search: str = "groups") -> PairState:
+    """Pose ``params`` (or take ``posed = (vertices, joints)``) and measure collision and 3D error.
+
+    With ``subset`` (proxy collision only) only the subset's vertices are posed (``posed`` holds
+    them); ``search``: of :func:`~ihmr.collision.spheres.sphere_penetration`."""
+    if subset is not None and collision != "proxy":
+        raise InputError("a ProxySubset serves the proxy verification only")
     if posed is None:
-        out = hands(params["beta"], params["phi"], params["theta"], params["tau"])
+        out = hands(params["beta"], params["phi"], params["theta"], params["tau"],
+                    vertex_ids=None if subset is None else subset.ids)
         v, j = out.vertices, out.joints
     else:
         v, j = posed
-    e_col, col_hand, push, e_max = proxy_collision(v, j, hands.faces, proxy, return_parts=True)
+    if subset is None:
+        e_col, col_hand, push, e_max = proxy_collision(v, j, hands.faces, proxy, return_parts=True, search=search)
+    else:
+        e_col, col_hand, push, e_max = _subset_collision(hands, subset, params, v, j, search)
     if collision == "exact":
         d = penetration_depths(v.detach(), hands.faces, check=False).flatten(1)
         e_col, e_max = d.sum(1), d.amax(1)
-    return PairState(params, v, j, e_col, e_max, col_hand, push, joint_error(j, j3d))
+    return PairState(params, v, j, e_col, e_max, col_hand, push, joint_error(j, j3d), subset)
+
+
+def _subset_collision(hands: TwoHands, subset: ProxySubset, params: dict[str, Tensor], v: Tensor, j: Tensor,
+                      search: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`proxy_collision`'s parts for the subset's vertices ``v (B, 2, n, 3)``. The proxy skips
+    pairs whose *meshes'* bounding boxes do not overlap; the subset's boxes overlapping implies
+    it, and where they do not, only the few pairs with a nonzero measure are posed in full to decide."""
+    sure = boxes_overlap(v)
+    parts = proxy_collision(v, j, subset.faces, subset.proxy, return_parts=True, search=search,
+                            overlap=torch.ones_like(sure))
+    unsure = torch.nonzero((parts[0] > 0) & ~sure).flatten()
+    if unsure.numel():
+        p = {k: x[unsure] for k, x in params.items()}
+        apart = unsure[~boxes_overlap(hands(p["beta"], p["phi"], p["theta"], p["tau"]).vertices)]
+        parts = tuple(x.index_fill(0, apart, 0.0) for x in parts)
+    return parts
 
 
 def propose(refiner: MLPRefiner, factor: str, state: PairState, j3d: Tensor, j2d_n: Tensor,
@@ -319,10 +388,12 @@ def propose(refiner: MLPRefiner, factor: str, state: PairState, j3d: Tensor, j2d
 
 
 def pose_candidate(hands: TwoHands, factor: str, state: PairState, cand: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Vertices and joints of ``cand``. The rigid factors move the current meshes (each hand's
-    global orientation turns it about its wrist, tau moves the left hand) instead of skinning."""
+    """Vertices and joints of ``cand`` (the vertices ``state.subset.ids`` only when ``state`` has a
+    subset). The rigid factors move the current meshes (each hand's global orientation turns it
+    about its wrist, tau moves the left hand) instead of skinning."""
     if factor not in ("tau", "phi"):
-        out = hands(cand["beta"], cand["phi"], cand["theta"], cand["tau"])
+        out = hands(cand["beta"], cand["phi"], cand["theta"], cand["tau"],
+                    vertex_ids=None if state.subset is None else state.subset.ids)
         return out.vertices, out.joints
     old = torch.stack([torch.zeros_like(state.params["tau"]), state.params["tau"]], 1)[:, :, None]  # wrists
     new = torch.stack([torch.zeros_like(cand["tau"]), cand["tau"]], 1)[:, :, None]
@@ -344,7 +415,8 @@ def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairS
     sub = state.rows(rows)
     f = None if feature is None else feature[rows]
     cand = propose(refiner, factor, sub, j3d[rows], j2d_n[rows], f)
-    new = evaluate_state(hands, refiner.proxy(hands), cand, j3d[rows], cfg.collision, pose_candidate(hands, factor, sub, cand))
+    new = evaluate_state(hands, refiner.proxy(hands), cand, j3d[rows], cfg.collision, pose_candidate(hands, factor, sub, cand),
+                         sub.subset, "dense" if cfg.reference else "groups")
     if cfg.verify:
         ok = (new.e_col < sub.e_col) & (new.e_max <= sub.e_max) \
             & ((new.e3d < sub.e3d) if cfg.e3d_slack <= 0 else (new.e3d <= sub.e3d + cfg.e3d_slack))
@@ -398,6 +470,8 @@ def refine_mlp(
     j2_all = normalise_2d(to_two_hand(j2d.to(dt), "mano"))
     feat_all = None if feature is None else feature.to(dt)
     proxy = refiner.proxy(hands)
+    subset = None if cfg.reference or cfg.collision != "proxy" else refiner.proxy_subset(hands)
+    search = "dense" if cfg.reference else "groups"
     out = {k: [] for k in ("e_col_b", "max_b", "e3d_b", "e_col_a", "max_a", "e3d_a")}
     acc = {f: torch.zeros(N, dtype=torch.bool) for f in cfg.factors}
     bar = tqdm(total=N, desc="refine (mlp)", disable=not progress, unit="sample")
@@ -405,7 +479,8 @@ def refine_mlp(
         idx = torch.arange(s, min(N, s + batch_size))
         j3, j2 = j3_all[idx], j2_all[idx]
         f = None if feat_all is None else feat_all[idx]
-        state = evaluate_state(hands, proxy, {k: v[idx] for k, v in p_all.items()}, j3, cfg.collision)
+        state = evaluate_state(hands, proxy, {k: v[idx] for k, v in p_all.items()}, j3, cfg.collision,
+                               subset=subset, search=search)
         out["e_col_b"].append(state.e_col.clone())
         out["max_b"].append(state.e_max.clone())
         out["e3d_b"].append(state.e3d.clone())
