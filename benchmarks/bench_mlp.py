@@ -25,7 +25,8 @@ from ihmr.data.synthetic import load_npz, make_synthetic, save_npz
 from ihmr.joint_order import to_two_hand
 from ihmr.metrics import closely_interacting_mask
 from ihmr.refine import RefineConfig, refine_opt
-from ihmr.refine.mlp import MLPRefineConfig, load_refiner, refine_mlp
+from ihmr.refine.mlp import load_refiner
+from ihmr.refine.mlp_refine import MLPRefineConfig, refine_mlp
 
 
 def main() -> None:

@@ -37,6 +37,14 @@ def synth12(two_hands64):
 
 
 @pytest.fixture(scope="session")
+def synth12_two(two_hands64):
+    """The same 12 pairs with the two-sided simulated stage I (half into, half away)."""
+    from ihmr.data.synthetic import make_synthetic
+
+    return make_synthetic(12, seed=3, hands=two_hands64, progress=False)
+
+
+@pytest.fixture(scope="session")
 def eval_setup(tmp_path_factory):
     """(data folder, checkpoint path) for ``ihmr eval`` tests: 6 synthetic test images at 64 px
     (seed 1) and an untrained small stage-I network."""

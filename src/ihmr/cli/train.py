@@ -14,7 +14,7 @@ import time
 import torch
 
 from ihmr.cli.console import console_log
-from ihmr.data.synthetic import save_npz
+from ihmr.data.synthetic import MIXES, save_npz
 from ihmr.distributed import init_from_env, is_main, shutdown
 from ihmr.errors import InputError
 from ihmr.handmodel import TwoHands
@@ -38,6 +38,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--sigma", type=float, default=10.0, help="joint-head noise of the simulated inputs (mm)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-contact", action="store_true", help="train without the contact criterion: colliding samples only (the paper)")
+    p.add_argument("--mix", choices=list(MIXES), default="two-sided", help="how the simulated stage I errs (default: into and away from the other hand)")
     p.add_argument("--labels", choices=["gt", "opt"], default="gt", help="pose/shape labels: ground truth or OPT results (pseudo labels)")
     p.add_argument("--log", default=None, help="CSV log of every step")
     p.add_argument("--model", default="open", help="'open' or a folder with the MANO pickles")
@@ -125,7 +127,8 @@ def _cmd_train_mlp(args: argparse.Namespace) -> int:
         labels = opt_labels(hands64, data, progress=rank == 0) if args.labels == "opt" else None
         if rank == 0:
             print(f"{len(data)} closely interacting training pairs of {len(full)} ({time.perf_counter() - t0:.1f} s); {world} process(es)")
-        cfg = TrainMLPConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, sigma_mm=args.sigma, seed=args.seed)
+        cfg = TrainMLPConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, sigma_mm=args.sigma, seed=args.seed,
+                             contact=not args.no_contact, mix=args.mix)
         rows: list[dict] = []
         hands = TwoHands(args.model, dtype=torch.float32)
         refiner, history = train_mlp_refiner(hands, data, cfg, labels=labels, progress=rank == 0, log=rows.append)

@@ -35,7 +35,7 @@ from ihmr.errors import InputError
 from ihmr.geometry.mesh import vertex_normals
 from ihmr.joint_order import MANO21_PARENTS
 
-__all__ = ["SphereProxy", "build_sphere_proxy", "sphere_penetration", "proxy_collision"]
+__all__ = ["SphereProxy", "build_sphere_proxy", "sphere_penetration", "sphere_gap", "proxy_collision"]
 
 #: Radius bounds (m) of the inscribed balls: the lower one keeps thin parts (fingertips, nails)
 #: represented, the upper one caps balls in flat regions where the estimate is unreliable.
@@ -192,6 +192,31 @@ def _overlapping_pairs(qa: Tensor, ca: Tensor, q: Tensor, c: Tensor, r: Tensor, 
     return b[order], i[order], j[order]
 
 
+def _balls(vertices: Tensor, joints: Tensor, faces: Tensor, proxy: SphereProxy) -> tuple[Tensor, Tensor]:
+    """Ball centres ``(B, 2, M, 3)`` and radii ``(B, 2, M)`` (m) of both posed hands."""
+    dt = vertices.dtype
+    a = proxy.anchors.to(vertices.device)
+    normals = torch.stack([vertex_normals(vertices[:, h], faces[h], a) for h in range(2)], 1)  # (B, 2, M, 3)
+    scale = _hand_size(joints) / proxy.ref_size.to(dt)  # (B, 2)
+    r = proxy.radius.to(dt)[None] * scale[..., None]  # (B, 2, M)
+    return vertices.index_select(2, a) - r[..., None] * normals, r
+
+
+@torch.no_grad()
+def sphere_gap(vertices: Tensor, joints: Tensor, faces: Tensor, proxy: SphereProxy) -> Tensor:
+    """Proxy gap ``(B,)`` (m): the smallest distance from a query vertex of one hand to a ball of
+    the other, 0 when a query is inside a ball. The balls lie inside the hands, so this is an upper
+    bound of the true gap between the surfaces (a proxy gap of 2 mm means the surfaces are at most
+    2 mm apart). Arguments as :func:`sphere_penetration`; no gradient."""
+    B = vertices.shape[0]
+    if B == 0:
+        return vertices.new_zeros(0)
+    centres, r = _balls(vertices, joints, faces, proxy)
+    q = vertices.index_select(2, proxy.queries.to(vertices.device))  # (B, 2, S, 3)
+    d = torch.cdist(q.reshape(B * 2, -1, 3), centres.flip(1).reshape(B * 2, -1, 3)) - r.flip(1).reshape(B * 2, 1, -1)
+    return d.reshape(B, -1).amin(1).clamp_min(0.0)
+
+
 def sphere_penetration(
     vertices: Tensor, joints: Tensor, faces: Tensor, proxy: SphereProxy, return_push: bool = False,
     search: Literal["groups", "dense"] = "groups",
@@ -216,12 +241,7 @@ def sphere_penetration(
     rounding of the test at a ball's very surface (depth 0).
     """
     B = vertices.shape[0]
-    dt = vertices.dtype
-    a = proxy.anchors.to(vertices.device)
-    normals = torch.stack([vertex_normals(vertices[:, h], faces[h], a) for h in range(2)], 1)  # (B, 2, M, 3)
-    scale = _hand_size(joints) / proxy.ref_size.to(dt)  # (B, 2)
-    r = proxy.radius.to(dt)[None] * scale[..., None]  # (B, 2, M)
-    centres = vertices.index_select(2, a) - r[..., None] * normals  # (B, 2, M, 3)
+    centres, r = _balls(vertices, joints, faces, proxy)
     q = vertices.index_select(2, proxy.queries.to(vertices.device))  # (B, 2, S, 3)
     other_c = centres.flip(1).reshape(B * 2, -1, 3)  # hand h's queries against hand 1 - h's balls
     other_r = r.flip(1).reshape(B * 2, -1)

@@ -32,7 +32,7 @@ from ihmr.io.camera_pairs import CameraPairs, input_convention, read_camera_pair
 from ihmr.joint_order import convert, from_two_hand
 from ihmr.pipeline.refiners import E3D_SLACK
 from ihmr.refine import RefineConfig, refine_opt
-from ihmr.refine.mlp import MLPRefineConfig
+from ihmr.refine.mlp_refine import MLPRefineConfig
 
 __all__ = ["ROTATION_TOL", "rest_wrists", "pair_from_camera", "camera_from_pair", "to_internal", "from_internal",
            "joint_head", "refine_camera_file", "refine_file"]
@@ -170,7 +170,8 @@ def _refine_groups(hands: TwoHands, params: dict[str, Tensor], head: dict[str, A
         slack = E3D_SLACK if own else config.e3d_slack
         j3d, j2d = head["j3d"][idx], head["j2d"][idx]
         if method == "mlp":
-            mcfg = MLPRefineConfig(factors=config.factors, verify=config.verify, collision=verify_collision, e3d_slack=slack)
+            mcfg = MLPRefineConfig(factors=config.factors, verify=config.verify, collision=verify_collision, e3d_slack=slack,
+                                   contact=config.contact)
             res = run_mlp(model, sub, j3d, j2d, mcfg, refiner, batch_size=mlp_batch)
         else:
             terms = config.terms if has_2d else tuple(x for x in config.terms if x != "2d")

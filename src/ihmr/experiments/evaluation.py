@@ -10,7 +10,7 @@ Steps (per process; under ``torchrun`` each rank takes a contiguous shard of the
    parameters, the weak-perspective camera, the joint head's 2D / 3D joints and the image feature.
 3. Each chosen refiner on the stage-I predictions, with the joint head's ``j3d`` / ``j2d`` as targets
    and the parameter head's camera (``opt``: :func:`ihmr.refine.refine_opt`; ``mlp``:
-   :func:`ihmr.refine.mlp.refine_mlp`; the image feature is passed only to refiners trained with it).
+   :func:`ihmr.refine.mlp_refine.refine_mlp`; the image feature is passed only to refiners trained with it).
 4. Per-sample metrics (:func:`ihmr.metrics.sample_metrics`): MPJPE / I-MPJPE against the ground-truth
    camera-frame joints (each hand aligned to its own ground-truth wrist, as the metrics define; the
    predicted hands have the right wrist at the origin, which the alignment removes), exact AVE-P /
@@ -47,7 +47,8 @@ from ihmr.io.files import atomic_write, ensure_writable_folder, remove_leftovers
 from ihmr.io.npz import write_npz
 from ihmr.metrics import ContactStats, PenetrationStats, PoseError, SampleMetrics, metrics_table, sample_metrics
 from ihmr.refine import RefineConfig, refine_opt
-from ihmr.refine.mlp import load_refiner, refine_mlp
+from ihmr.refine.mlp import load_refiner
+from ihmr.refine.mlp_refine import MLPRefineConfig, refine_mlp
 from ihmr.stage1.weights import load_stage1
 
 __all__ = [
@@ -279,7 +280,7 @@ def _eval_samples(ctx: _Context, positions: Sequence[int], crops: Sequence[torch
             if ctx.refiner.config.feature_dim and ctx.refiner.config.feature_dim == pred["feature"].shape[1]:
                 feat = torch.as_tensor(pred["feature"], dtype=torch.float32)
             res = refine_mlp(ctx.hands32, {k: t(k).float() for k in base}, t("j3d").float(), t("j2d").float(), ctx.refiner,
-                             feature=feat, batch_size=cfg.refine_batch, progress=False)
+                             feature=feat, config=MLPRefineConfig(contact=cfg.contact), batch_size=cfg.refine_batch, progress=False)
         else:
             continue
         seconds[r] = res.seconds

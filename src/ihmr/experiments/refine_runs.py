@@ -18,7 +18,8 @@ from ihmr.io.npz import GT_KEYS, read_refine_input, write_npz
 from ihmr.joint_order import to_two_hand
 from ihmr.metrics import contact_stats, i_mpjpe, mpjpe, penetration_stats
 from ihmr.refine import RefineConfig, RefineResult, refine_opt
-from ihmr.refine.mlp import MLPRefineConfig, load_refiner, refine_mlp
+from ihmr.refine.mlp import load_refiner
+from ihmr.refine.mlp_refine import MLPRefineConfig, refine_mlp
 
 __all__ = ["POSE_METRICS", "evaluate_params", "mean_figures", "run_mlp", "refine_npz"]
 
@@ -108,7 +109,7 @@ def refine_npz(input_path: str | Path, output_path: str | Path, config: RefineCo
     t = lambda k: torch.as_tensor(d[k], dtype=torch.float64)  # noqa: E731
     params = {k: t(k) for k in ("beta", "phi", "theta", "tau")}
     if method == "mlp":
-        mcfg = MLPRefineConfig(factors=config.factors, verify=config.verify, collision=verify_collision)
+        mcfg = MLPRefineConfig(factors=config.factors, verify=config.verify, collision=verify_collision, contact=config.contact)
         res = run_mlp(model, params, t("j3d"), t("j2d"), mcfg, refiner, batch_size=mlp_batch)
     else:
         res = refine_opt(hands, params, t("j3d"), t("j2d"), t("cam"), config, batch_size=batch)

@@ -39,7 +39,8 @@ from ihmr.io.files import atomic_write
 from ihmr.joint_order import to_two_hand
 from ihmr.metrics import closely_interacting_mask
 from ihmr.refine import RefineConfig, RefineResult, refine_opt
-from ihmr.refine.mlp import MLPRefineConfig, load_refiner
+from ihmr.refine.mlp import load_refiner
+from ihmr.refine.mlp_refine import MLPRefineConfig
 
 __all__ = [
     "TABLES",
@@ -177,7 +178,8 @@ def _mlp_row(cfg: BenchRefineConfig, hands: TwoHands, data, gt: torch.Tensor, id
     sub_gt, gtp, parts = gt[idx], _gt_params(data, idx), _parts(data, idx)
     pred = {k: v[idx] for k, v in data.pred.items()}
     before = evaluate_params(hands, pred, sub_gt, gt_params=gtp)
-    mcfg = MLPRefineConfig(factors=cfg.refine.factors, verify=cfg.refine.verify, collision=cfg.verify_collision)
+    mcfg = MLPRefineConfig(factors=cfg.refine.factors, verify=cfg.refine.verify, collision=cfg.verify_collision,
+                          contact=cfg.refine.contact)
     res = run_mlp(cfg.model, pred, data.j3d[idx], data.j2d[idx], mcfg, refiner, batch_size=cfg.mlp_batch)
     after = evaluate_params(hands, res.params, sub_gt, gt_params=gtp)
     row = _row(f"IHMR-MLP ({cfg.verify_collision} verification, B = {cfg.mlp_batch})", before, after, res.seconds, parts)

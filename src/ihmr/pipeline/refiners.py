@@ -1,7 +1,7 @@
 """Stage II in the pipeline: a pair's collision refinement behind one interface,
 ``refiner.refine(params, j3d, j2d, persp) -> (refined params, accepted)``: :class:`OptRefiner`
 (factorized gradient refinement with verification, :func:`ihmr.refine.refine_opt`),
-:class:`MlpRefiner` (the learned refiners, :func:`ihmr.refine.mlp.refine_mlp`) or
+:class:`MlpRefiner` (the learned refiners, :func:`ihmr.refine.mlp_refine.refine_mlp`) or
 :class:`NoRefiner`; and :func:`refine_pair`, which refines two :class:`HandResult` with one and
 measures their penetration before and after.
 
@@ -25,7 +25,8 @@ from ihmr.handmodel import TwoHands
 from ihmr.joint_order import from_two_hand
 from ihmr.pipeline.results import HandResult, PairResult
 from ihmr.refine import RefineConfig, refine_opt
-from ihmr.refine.mlp import MLPRefineConfig, load_refiner, refine_mlp
+from ihmr.refine.mlp import load_refiner
+from ihmr.refine.mlp_refine import MLPRefineConfig, refine_mlp
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,13 @@ class OptRefiner:
 class MlpRefiner:
     """The learned refiners (``refiner``: a checkpoint, ``"default"`` = the shipped ones)."""
 
-    def __init__(self, hands: TwoHands, refiner: Union[str, Path] = "default") -> None:
-        self.hands = hands
+    def __init__(self, hands: TwoHands, refiner: Union[str, Path] = "default", contact: bool = True) -> None:
+        self.hands, self.contact = hands, contact
         self.net = load_refiner(refiner, hands)
 
     def refine(self, params: dict[str, Tensor], j3d: Tensor, j2d: Tensor, persp: Tensor) -> tuple[dict[str, Tensor], dict[str, bool]]:
         res = refine_mlp(self.hands, params, from_two_hand(j3d, "mano"), from_two_hand(j2d, "mano"), self.net,
-                         config=MLPRefineConfig(e3d_slack=E3D_SLACK), progress=False)
+                         config=MLPRefineConfig(e3d_slack=E3D_SLACK, contact=self.contact), progress=False)
         return res.params, {k: bool(v[0]) for k, v in res.accepted.items()}
 
 
@@ -85,7 +86,7 @@ def make_refiner(mode: str, hands: TwoHands, iterations: int = 30, refiner: Unio
     if mode not in REFINE_MODES:
         raise InputError(f"refine must be 'opt', 'mlp' or 'none', got {mode!r}")
     if mode == "mlp":
-        return MlpRefiner(hands, refiner)
+        return MlpRefiner(hands, refiner, contact)
     return OptRefiner(hands, iterations, contact) if mode == "opt" else NoRefiner()
 
 

@@ -1,10 +1,11 @@
-"""IHMR-MLP: learned per-factor refiners with verification (Sec. 3.3.2, A.4).
+"""IHMR-MLP: learned per-factor refiners (Sec. 3.3.2, A.4); the refinement with verification is
+:mod:`ihmr.refine.mlp_refine`.
 
 One MLP per factor (tau, phi, theta, beta; layers 512-256-128-K, ReLU, near-zero initialised
 residual output) proposes a correction of its factor; verification keeps it for a sample only if
-both the collision error and the 3D-joint error against the joint head strictly decrease and the
-deepest penetration does not grow, so collision-free samples are never changed (reference_notes,
-"MLP refiners").
+the 3D-joint error against the joint head strictly decreases, the deepest penetration does not
+grow and the collision error strictly decreases (reference_notes, "MLP refiners") or, with our
+contact criterion, an evidenced gap closes without collision (:mod:`ihmr.refine.mlp_refine`).
 
 Input of every MLP (``(B, D)``, standardised with statistics stored in the checkpoint):
 
@@ -29,24 +30,18 @@ depths instead (slow, for checking).
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from ihmr.collision.exact import boxes_overlap, penetration_depths
-from ihmr.collision.spheres import SphereProxy, build_sphere_proxy, proxy_collision
+from ihmr.collision.spheres import SphereProxy, build_sphere_proxy
 from ihmr.errors import InputError
-from ihmr.geometry.rotations import axis_angle_to_matrix
 from ihmr.handmodel.two_hands import TwoHands
 from ihmr.io.checkpoints import load_matching_state, read_checkpoint, write_checkpoint
-from ihmr.joint_order import to_two_hand
-from ihmr.refine.factorized import FACTORS, RefineResult
-from ihmr.refine.objective import joint_error
+from ihmr.refine.factorized import FACTORS
 
 __all__ = [
     "FACTOR_DIMS",
@@ -54,10 +49,8 @@ __all__ = [
     "MLPRefinerConfig",
     "FactorMLP",
     "MLPRefiner",
-    "MLPRefineConfig",
     "PairState",
     "ProxySubset",
-    "refine_mlp",
     "load_refiner",
     "default_refiner_path",
 ]
@@ -296,207 +289,3 @@ def load_refiner(source: str | Path = "default", hands: Optional[TwoHands] = Non
             raise InputError(f"{path}: refiners trained for the {ref.config.model!r} model with {ref.config.num_betas} betas, "
                              f"used with {hands.model_name!r} / {hands.right.num_betas}")
     return ref
-
-
-# -- refinement with verification -------------------------------------------------------------
-
-
-@dataclass
-class MLPRefineConfig:
-    """Switches of the MLP refinement.
-
-    Attributes:
-        factors: factors in order (subset of tau, phi, theta, beta).
-        verify: keep a candidate only if collision and 3D-joint error both strictly decrease and the
-            deepest penetration does not grow; ``False`` accepts every candidate of a colliding
-            sample (ablation).
-        collision: "proxy" (spheres, fast) or "exact" (exact depths) for verification.
-        skip_collision_free: leave samples without collision untouched.
-        reference: the straightforward path (every candidate posed in full, the proxy's dense
-            ``S x M`` test) instead of posing only the proxy's vertices (:class:`ProxySubset`)
-            and its group search; the same results up to float rounding, about three times
-            slower (for checks and ``benchmarks/bench_mlp.py``).
-        e3d_slack: 3D-joint error (m^2, over the 42 joints) a candidate may add and still pass. 0
-            (strict decrease) for a separate joint head; the image demo, whose joint head is the
-            very landmarks the hands were fitted to, lets joints move a few millimetres, as for OPT.
-    """
-
-    factors: tuple[str, ...] = FACTORS
-    verify: bool = True
-    collision: Literal["proxy", "exact"] = "proxy"
-    skip_collision_free: bool = True
-    e3d_slack: float = 0.0
-    reference: bool = False
-
-    def check(self) -> "MLPRefineConfig":
-        if not self.factors or set(self.factors) - set(FACTORS) or len(set(self.factors)) != len(self.factors):
-            raise InputError(f"factors must be distinct names among {FACTORS}, got {self.factors}")
-        if self.collision not in ("proxy", "exact"):
-            raise InputError(f"collision must be 'proxy' or 'exact', got {self.collision!r}")
-        return self
-
-
-def evaluate_state(hands: TwoHands, proxy: SphereProxy, params: dict[str, Tensor], j3d: Tensor,
-                   collision: str = "proxy", posed: Optional[tuple[Tensor, Tensor]] = None,
-                   subset: Optional[ProxySubset] = None, search: str = "groups") -> PairState:
-    """Pose ``params`` (or take ``posed = (vertices, joints)``) and measure collision and 3D error.
-
-    With ``subset`` (proxy collision only) only the subset's vertices are posed (``posed`` holds
-    them); ``search``: of :func:`~ihmr.collision.spheres.sphere_penetration`."""
-    if subset is not None and collision != "proxy":
-        raise InputError("a ProxySubset serves the proxy verification only")
-    if posed is None:
-        out = hands(params["beta"], params["phi"], params["theta"], params["tau"],
-                    vertex_ids=None if subset is None else subset.ids)
-        v, j = out.vertices, out.joints
-    else:
-        v, j = posed
-    if subset is None:
-        e_col, col_hand, push, e_max = proxy_collision(v, j, hands.faces, proxy, return_parts=True, search=search)
-    else:
-        e_col, col_hand, push, e_max = _subset_collision(hands, subset, params, v, j, search)
-    if collision == "exact":
-        d = penetration_depths(v.detach(), hands.faces, check=False).flatten(1)
-        e_col, e_max = d.sum(1), d.amax(1)
-    return PairState(params, v, j, e_col, e_max, col_hand, push, joint_error(j, j3d), subset)
-
-
-def _subset_collision(hands: TwoHands, subset: ProxySubset, params: dict[str, Tensor], v: Tensor, j: Tensor,
-                      search: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`proxy_collision`'s parts for the subset's vertices ``v (B, 2, n, 3)``. The proxy skips
-    pairs whose *meshes'* bounding boxes do not overlap; the subset's boxes overlapping implies
-    it, and where they do not, only the few pairs with a nonzero measure are posed in full to decide."""
-    sure = boxes_overlap(v)
-    parts = proxy_collision(v, j, subset.faces, subset.proxy, return_parts=True, search=search,
-                            overlap=torch.ones_like(sure))
-    unsure = torch.nonzero((parts[0] > 0) & ~sure).flatten()
-    if unsure.numel():
-        p = {k: x[unsure] for k, x in params.items()}
-        apart = unsure[~boxes_overlap(hands(p["beta"], p["phi"], p["theta"], p["tau"]).vertices)]
-        parts = tuple(x.index_fill(0, apart, 0.0) for x in parts)
-    return parts
-
-
-def propose(refiner: MLPRefiner, factor: str, state: PairState, j3d: Tensor, j2d_n: Tensor,
-            feature: Optional[Tensor]) -> dict[str, Tensor]:
-    """Candidate parameters: ``state`` with ``factor`` moved by its MLP's residual."""
-    x = refiner.features(state, j3d, j2d_n, feature)
-    delta = refiner(factor, x).to(state.params[factor].dtype)
-    cand = dict(state.params)
-    cand[factor] = state.params[factor] + delta.reshape(state.params[factor].shape)
-    return cand
-
-
-def pose_candidate(hands: TwoHands, factor: str, state: PairState, cand: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Vertices and joints of ``cand`` (the vertices ``state.subset.ids`` only when ``state`` has a
-    subset). The rigid factors move the current meshes (each hand's global orientation turns it
-    about its wrist, tau moves the left hand) instead of skinning."""
-    if factor not in ("tau", "phi"):
-        out = hands(cand["beta"], cand["phi"], cand["theta"], cand["tau"],
-                    vertex_ids=None if state.subset is None else state.subset.ids)
-        return out.vertices, out.joints
-    old = torch.stack([torch.zeros_like(state.params["tau"]), state.params["tau"]], 1)[:, :, None]  # wrists
-    new = torch.stack([torch.zeros_like(cand["tau"]), cand["tau"]], 1)[:, :, None]
-    R = axis_angle_to_matrix(cand["phi"]) @ axis_angle_to_matrix(state.params["phi"]).transpose(-1, -2)  # (B, 2, 3, 3)
-    v = torch.einsum("bhij,bhvj->bhvi", R, state.vertices - old) + new
-    j = torch.einsum("bhij,bhvj->bhvi", R, state.joints - old) + new
-    return v, j
-
-
-@torch.no_grad()
-def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairState, j3d: Tensor, j2d_n: Tensor,
-                 feature: Optional[Tensor], cfg: MLPRefineConfig) -> tuple[PairState, Tensor]:
-    """One factor: propose, verify, keep per sample. Returns the new state and ``(B,)`` acceptance."""
-    B = state.e_col.shape[0]
-    rows = torch.nonzero(state.e_col > 0).flatten() if cfg.skip_collision_free else torch.arange(B)
-    accepted = torch.zeros(B, dtype=torch.bool)
-    if rows.numel() == 0:
-        return state, accepted
-    sub = state.rows(rows)
-    f = None if feature is None else feature[rows]
-    cand = propose(refiner, factor, sub, j3d[rows], j2d_n[rows], f)
-    new = evaluate_state(hands, refiner.proxy(hands), cand, j3d[rows], cfg.collision, pose_candidate(hands, factor, sub, cand),
-                         sub.subset, "dense" if cfg.reference else "groups")
-    if cfg.verify:
-        ok = (new.e_col < sub.e_col) & (new.e_max <= sub.e_max) \
-            & ((new.e3d < sub.e3d) if cfg.e3d_slack <= 0 else (new.e3d <= sub.e3d + cfg.e3d_slack))
-    else:
-        ok = torch.ones(len(rows), dtype=torch.bool)
-    accepted[rows] = ok
-    return state.select(ok, new, rows), accepted
-
-
-@torch.no_grad()
-def refine_mlp(
-    hands: TwoHands,
-    params: dict[str, Tensor],
-    j3d: Tensor,
-    j2d: Tensor,
-    refiner: MLPRefiner,
-    *,
-    feature: Optional[Tensor] = None,
-    config: Optional[MLPRefineConfig] = None,
-    batch_size: int = 256,
-    progress: bool = True,
-) -> RefineResult:
-    """Refine two-hand predictions with the MLP refiners (Algorithm 1, learned proposals).
-
-    Args:
-        hands: the two-hand model the refiners were trained for (its dtype is used; float32 is
-            fastest).
-        params: beta ``(N, 2, 10)``, phi ``(N, 2, 3)``, theta ``(N, 2, 45)``, tau ``(N, 3)``.
-        j3d: ``(N, 42, 3)`` joint-head 3D joints (m, MANO order, right hand first).
-        j2d: ``(N, 42, 2)`` joint-head 2D joints (any image units: normalised per sample).
-        refiner: trained :class:`MLPRefiner` (see :func:`load_refiner`).
-        feature: ``(N, F)`` stage-I image features when the refiners were trained with them.
-        batch_size: samples processed together.
-
-    Returns:
-        :class:`~ihmr.refine.factorized.RefineResult`; ``e_col_*`` and ``max_*`` are the
-        verification's collision errors and deepest penetrations (proxy unless ``collision="exact"``).
-    """
-    cfg = (config or MLPRefineConfig()).check()
-    if refiner.config.model != hands.model_name:
-        raise InputError(f"refiners trained for the {refiner.config.model!r} model, hands are {hands.model_name!r}")
-    t0 = time.perf_counter()
-    dt = hands.right.v_template.dtype
-    refiner.eval()  # inputs are cast to the refiner's dtype and its proposals back (see features, propose)
-    p_all = {k: params[k].to(dt).clone() for k in ("beta", "phi", "theta", "tau")}
-    N = p_all["tau"].shape[0]
-    if j3d.shape != (N, 42, 3) or j2d.shape != (N, 42, 2):
-        raise InputError(f"j3d must be ({N}, 42, 3) and j2d ({N}, 42, 2), got {tuple(j3d.shape)} and {tuple(j2d.shape)}")
-    j3_all = to_two_hand(j3d.to(dt), "mano")
-    j3_all = j3_all - j3_all[:, :1, :1]
-    j2_all = normalise_2d(to_two_hand(j2d.to(dt), "mano"))
-    feat_all = None if feature is None else feature.to(dt)
-    proxy = refiner.proxy(hands)
-    subset = None if cfg.reference or cfg.collision != "proxy" else refiner.proxy_subset(hands)
-    search = "dense" if cfg.reference else "groups"
-    out = {k: [] for k in ("e_col_b", "max_b", "e3d_b", "e_col_a", "max_a", "e3d_a")}
-    acc = {f: torch.zeros(N, dtype=torch.bool) for f in cfg.factors}
-    bar = tqdm(total=N, desc="refine (mlp)", disable=not progress, unit="sample")
-    for s in range(0, N, batch_size):
-        idx = torch.arange(s, min(N, s + batch_size))
-        j3, j2 = j3_all[idx], j2_all[idx]
-        f = None if feat_all is None else feat_all[idx]
-        state = evaluate_state(hands, proxy, {k: v[idx] for k, v in p_all.items()}, j3, cfg.collision,
-                               subset=subset, search=search)
-        out["e_col_b"].append(state.e_col.clone())
-        out["max_b"].append(state.e_max.clone())
-        out["e3d_b"].append(state.e3d.clone())
-        for factor in cfg.factors:
-            state, ok = refine_stage(hands, refiner, factor, state, j3, j2, f, cfg)
-            acc[factor][idx] = ok
-        for k in p_all:
-            p_all[k][idx] = state.params[k]
-        out["e_col_a"].append(state.e_col)
-        out["max_a"].append(state.e_max)
-        out["e3d_a"].append(state.e3d)
-        bar.update(len(idx))
-    bar.close()
-    return RefineResult(
-        params=p_all, e_col_before=torch.cat(out["e_col_b"]), e_col_after=torch.cat(out["e_col_a"]),
-        e3d_before=torch.cat(out["e3d_b"]), e3d_after=torch.cat(out["e3d_a"]),
-        max_before=torch.cat(out["max_b"]), max_after=torch.cat(out["max_a"]), accepted=acc,
-        seconds=time.perf_counter() - t0,
-    )

@@ -3,7 +3,9 @@
 For factor ``k`` the training inputs are what the refiner will see at test time: fresh simulated
 stage-I predictions of the training pairs (:func:`ihmr.data.synthetic.resimulate`, new noise every
 epoch), refined by the already trained factors ``0..k-1`` *with verification*; only samples that
-still collide are used (the others are never changed at test time). The loss is the paper's
+still collide, or (with the contact criterion) have a gap the joint head evidences, are used (the
+others are never changed at test time). The simulated stage I is two-sided by default: it errs
+into and away from the other hand. The loss is the paper's
 Eq. 3-5 against the labels (ground-truth parameters, or OPT results as pseudo labels where ground
 truth is missing) plus the collision loss, here on the sphere proxy.
 
@@ -40,16 +42,9 @@ from ihmr.io.files import write_csv
 from ihmr.joint_order import to_two_hand
 from ihmr.metrics import closely_interacting_mask
 from ihmr.refine.factorized import FACTORS, refine_opt
-from ihmr.refine.mlp import (
-    MLPRefineConfig,
-    MLPRefiner,
-    MLPRefinerConfig,
-    evaluate_state,
-    normalise_2d,
-    pose_candidate,
-    propose,
-    refine_stage,
-)
+from ihmr.refine.mlp import MLPRefiner, MLPRefinerConfig, normalise_2d
+from ihmr.refine.mlp_refine import MLPRefineConfig, evaluate_state, pose_candidate, propose, refine_stage, stage_rows
+from ihmr.refine.objective import contact_evidence
 
 __all__ = ["TrainMLPConfig", "train_mlp_refiner", "training_pairs", "opt_labels", "write_step_log", "LOSS_WEIGHTS"]
 
@@ -70,6 +65,9 @@ class TrainMLPConfig:
         seed: seeds the simulated inputs and the initialisation.
         factors: order of the factors.
         weights: loss weights (see :data:`LOSS_WEIGHTS`).
+        contact: train (and verify in the loop) with the contact criterion, so samples with an
+            evidenced gap are training inputs too (``False``: the paper, colliding samples only).
+        mix: how the simulated stage I errs (:data:`ihmr.data.synthetic.MIXES`).
     """
 
     epochs: int = 2
@@ -79,6 +77,8 @@ class TrainMLPConfig:
     seed: int = 1
     factors: tuple[str, ...] = FACTORS
     weights: dict[str, float] = field(default_factory=lambda: dict(LOSS_WEIGHTS))
+    contact: bool = True
+    mix: str = "two-sided"
 
     def check(self) -> "TrainMLPConfig":
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -147,7 +147,7 @@ def train_mlp_refiner(
     label = {k: v.to(dt) for k, v in (labels or data.gt).items()}
     gt_j = to_two_hand(data.gt_j3d.to(dt), "mano")
     history: list[dict] = []
-    stage_cfg = MLPRefineConfig(factors=cfg.factors)
+    stage_cfg = MLPRefineConfig(factors=cfg.factors, contact=cfg.contact)
     N = len(data)
     steps_per_epoch = None
     for k, factor in enumerate(cfg.factors):
@@ -155,7 +155,7 @@ def train_mlp_refiner(
         bar = tqdm(total=cfg.epochs, desc=f"train mlp ({factor})", disable=not progress or rank != 0, unit="epoch")
         for epoch in range(cfg.epochs):
             t0 = time.perf_counter()
-            sim = resimulate(hands, data, cfg.sigma_mm, seed=cfg.seed * 100003 + k * 1009 + epoch)
+            sim = resimulate(hands, data, cfg.sigma_mm, seed=cfg.seed * 100003 + k * 1009 + epoch, mix=cfg.mix)
             j3 = to_two_hand(sim.j3d.to(dt), "mano")
             j3 = j3 - j3[:, :1, :1]
             j2 = normalise_2d(to_two_hand(sim.j2d.to(dt), "mano"))
@@ -166,9 +166,10 @@ def train_mlp_refiner(
                     x = refiner.features(state, j3, j2, None)
                     refiner.x_mean.copy_(x.mean(0))
                     refiner.x_std.copy_(x.std(0).clamp_min(1e-6))
+                evidence = contact_evidence(j3)
                 for prev in cfg.factors[:k]:
-                    state, _ = refine_stage(hands, refiner, prev, state, j3, j2, None, stage_cfg)
-            rows = torch.nonzero(state.e_col > 0).flatten()
+                    state, _ = refine_stage(hands, refiner, prev, state, j3, j2, None, stage_cfg, evidence)
+                rows = torch.nonzero(stage_rows(hands, refiner, state, evidence, stage_cfg)[0]).flatten()
             g = torch.Generator().manual_seed(cfg.seed * 7919 + k * 31 + epoch)
             rows = rows[torch.randperm(len(rows), generator=g)]
             n_steps = max(1, math.ceil(len(rows) / cfg.batch_size))
@@ -206,7 +207,7 @@ def train_mlp_refiner(
         bar.close()
     refiner.config.info = dict(
         train_pairs=N, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, sigma_mm=cfg.sigma_mm,
-        seed=cfg.seed, factors=list(cfg.factors), weights=dict(cfg.weights), processes=world,
+        seed=cfg.seed, factors=list(cfg.factors), weights=dict(cfg.weights), processes=world, contact=cfg.contact, mix=cfg.mix,
         steps_per_epoch_last=steps_per_epoch, data_meta={k: v for k, v in data.meta.items() if k != "contacts"},
     )
     return refiner.eval(), history
