@@ -177,3 +177,45 @@ def test_pseudo_normal_sign_near_corners_and_edges(shape, rng):
     _, fi, c = igl.point_mesh_squared_distance(p, v, f)
     inside = pseudo_normal_inside(p, np.asarray(c), np.asarray(fi).reshape(-1), v, f)
     np.testing.assert_array_equal(inside, igl.winding_number(v, f, p) > 0.5)
+
+
+def test_batched_search_equals_the_previous_per_sample_loop(two_hands64):
+    """find_penetrations (batched filters and inside test) returns exactly the pairs of the
+    previous per-sample loop, in the same order, on random overlapping two-hand poses."""
+    from ihmr.collision.exact import _find_penetrations_loop, find_penetrations
+
+    g = torch.Generator().manual_seed(2)
+    B = 10
+    beta = torch.randn(B, 2, 10, dtype=torch.float64, generator=g)
+    phi = torch.randn(B, 2, 3, dtype=torch.float64, generator=g) * 1.5
+    theta = torch.randn(B, 2, 45, dtype=torch.float64, generator=g) * 0.4
+    tau = torch.randn(B, 3, dtype=torch.float64, generator=g) * 0.03
+    tau[0] = torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)  # one pair far apart
+    v = two_hands64(beta, phi, theta, tau).vertices
+    old, new = _find_penetrations_loop(v, two_hands64.faces), find_penetrations(v, two_hands64.faces)
+    assert old.batch.numel() > 100 and 0 not in old.batch.tolist()
+    for k in ("batch", "hand", "vertex", "face"):
+        assert torch.equal(getattr(new, k), getattr(old, k)), k
+
+
+@pytest.mark.parametrize("shape", ["box", "ico"])
+def test_pseudo_normal_many_meshes_equals_one_at_a_time(shape, rng):
+    """The batched inside test (``mesh=``) gives what the single-mesh test gives on each mesh."""
+    import igl
+
+    from ihmr.collision.exact import _pseudo_normal_inside_loop, pseudo_normal_inside
+
+    m = trimesh.creation.box(extents=[0.1, 0.08, 0.06]) if shape == "box" else trimesh.creation.icosphere(0, 0.05)
+    v0, f = np.asarray(m.vertices, dtype=np.float64), np.asarray(m.faces, dtype=np.int64)
+    vs = np.stack([v0 * s for s in (1.0, 0.7, 1.3)])
+    feats = np.concatenate([v0, (v0[f[:, 0]] + v0[f[:, 1]]) / 2, v0[f].mean(1)])
+    ps, cs, fis, mesh, want = [], [], [], [], []
+    for k, v in enumerate(vs):
+        p = np.repeat(feats, 10, axis=0) + rng.normal(scale=0.004, size=(len(feats) * 10, 3))
+        _, fi, c = igl.point_mesh_squared_distance(p, v, f)
+        fi = np.asarray(fi).reshape(-1)
+        want.append(_pseudo_normal_inside_loop(p, np.asarray(c), fi, v, f))
+        ps.append(p), cs.append(np.asarray(c)), fis.append(fi), mesh.append(np.full(len(p), k))
+    got = pseudo_normal_inside(np.concatenate(ps), np.concatenate(cs), np.concatenate(fis), vs, f, mesh=np.concatenate(mesh))
+    np.testing.assert_array_equal(got, np.concatenate(want))
+    np.testing.assert_array_equal(pseudo_normal_inside(ps[1], cs[1], fis[1], vs[1], f), want[1])

@@ -106,7 +106,46 @@ def lbs(
         vertices: ``(B, V, 3)`` posed vertices (``(B, n, 3)`` with ``vertex_ids``).
         joints: ``(B, J, 3)`` posed kinematic joints.
         rest_joints: ``(B, J, 3)`` joints of the shaped rest hand.
+
+    The same sums as :func:`_lbs_einsum` (the previous implementation, kept as the reference of
+    the tests and ``benchmarks/bench_refine_speed.py``) in a cheaper order, equal up to rounding:
+    the rest joints regress the template and the blend shapes once (``(J, V)`` products, not one
+    per sample), the skinning transforms are one matrix product and are applied to homogeneous
+    rest vertices by an elementwise product (no batch of 3 x 3 products, no slices whose backward
+    fills zeros).
     """
+    B = pose.shape[0]
+    V, _, K = shapedirs.shape
+    v_shaped = v_template + (betas @ shapedirs.reshape(V * 3, K).T).view(B, V, 3)
+    J_shapedirs = (J_regressor @ shapedirs.reshape(V, 3 * K)).view(-1, 3, K)  # (J, 3, K)
+    rest_joints = (J_regressor @ v_template) + (betas @ J_shapedirs.reshape(-1, K).T).view(B, -1, 3)
+    rot_mats = axis_angle_to_matrix(pose)  # (B, J, 3, 3)
+    if posedirs is not None:
+        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+        pose_feature = (rot_mats[:, 1:] - eye).reshape(B, -1)
+        v_posed = v_shaped + (pose_feature @ posedirs).view(B, V, 3)
+    else:
+        v_posed = v_shaped
+    joints, rel = batch_rigid_transform(rot_mats, rest_joints, parents)
+    J = rel.shape[1]
+    T = torch.matmul(weights, rel[:, :, :3, :].reshape(B, J, 12)).view(B, V, 3, 4)
+    v_homo = torch.cat([v_posed, v_posed.new_ones(B, V, 1)], dim=-1)  # (B, V, 4)
+    vertices = (T * v_homo[:, :, None, :]).sum(-1)
+    return vertices, joints, rest_joints
+
+
+def _lbs_einsum(
+    betas: Tensor,
+    pose: Tensor,
+    v_template: Tensor,
+    shapedirs: Tensor,
+    posedirs: Optional[Tensor],
+    J_regressor: Tensor,
+    parents: Tensor,
+    weights: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The previous :func:`lbs` (per-sample joint regression, einsum skinning, batched 3 x 3
+    products): the reference of the tests and of the speed benchmark."""
     B = pose.shape[0]
     v_shaped = v_template[None] + blend_shapes(betas, shapedirs)
     rest_joints = vertices2joints(J_regressor, v_shaped)
