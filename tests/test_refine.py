@@ -70,7 +70,8 @@ def test_verification_never_makes_a_sample_worse(hands, synth):
         before = penetration_stats(hands(**{k: pred[k] for k in ("beta", "phi", "theta", "tau")}).vertices, hands.faces)
         after = penetration_stats(hands(**{k: res.params[k] for k in ("beta", "phi", "theta", "tau")}).vertices, hands.faces)
         assert np.all(after.max_p <= before.max_p + 1e-9) and np.all(after.ave_p <= before.ave_p + 1e-9)
-        np.testing.assert_allclose(after.max_p, res.max_after.numpy() * 1000, rtol=0, atol=1e-9)
+        # the rigid stages move posed meshes: the same depths up to rounding (1e-5 mm = 10 nm)
+        np.testing.assert_allclose(after.max_p, res.max_after.numpy() * 1000, rtol=0, atol=1e-5)
 
 
 def test_collided_pair_is_separated(hands, synth):

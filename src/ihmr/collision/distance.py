@@ -107,9 +107,8 @@ def surface_distances(vertices: Tensor, faces: Tensor) -> Tensor:
     return out.index_put((q.batch, q.hand, q.vertex), q.distance)
 
 
-def proximity_distance(vertices: Tensor, faces: Tensor, query: ProximityQuery, signed: bool = False) -> Tensor:
-    """``(N,)`` differentiable distances of the query's vertices to their cached triangles (m);
-    ``signed``: negative behind the triangle's plane (inside, for outward faces).
+def proximity_distance(vertices: Tensor, faces: Tensor, query: ProximityQuery) -> Tensor:
+    """``(N,)`` differentiable distances of the query's vertices to their cached triangles (m).
 
     Gradients reach the vertex and the three corners of the other hand's triangle. The cached
     triangle stays the closest one only near the configuration it was found in; refresh the query
@@ -122,8 +121,4 @@ def proximity_distance(vertices: Tensor, faces: Tensor, query: ProximityQuery, s
     tri = torch.as_tensor(faces, device=vertices.device).long()[1 - h, query.face]
     a, bb, c = (vertices[b, 1 - h, tri[:, k]] for k in range(3))
     q = closest_point_on_triangle(p, a, bb, c)
-    d = torch.sqrt(((p - q) ** 2).sum(-1).clamp_min(1e-24))
-    if not signed:
-        return d
-    n = torch.cross(bb - a, c - a, dim=-1)
-    return torch.where(((p - q) * n).sum(-1) < 0, -d, d)
+    return torch.sqrt(((p - q) ** 2).sum(-1).clamp_min(1e-24))

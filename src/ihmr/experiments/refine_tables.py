@@ -37,7 +37,7 @@ from ihmr.experiments.refine_runs import evaluate_params, mean_figures, run_mlp
 from ihmr.handmodel import TwoHands
 from ihmr.io.files import atomic_write
 from ihmr.joint_order import to_two_hand
-from ihmr.metrics import closely_interacting_mask
+from ihmr.metrics import CONTACT_THRESHOLD, closely_interacting_mask
 from ihmr.refine import RefineConfig, RefineResult, refine_opt
 from ihmr.refine.mlp import load_refiner
 from ihmr.refine.mlp_refine import MLPRefineConfig
@@ -135,10 +135,11 @@ def _row(name: str, before: dict, after: Optional[dict], seconds: Optional[float
 
 
 def _worse(res: RefineResult) -> torch.Tensor:
-    """``(n,)`` bool: refinement raised the collision error, the 3D-joint error or an evidenced gap."""
+    """``(n,)`` bool: refinement raised the collision error, the 3D-joint error or an evidenced gap
+    (beyond touching: separating penetrating hands to within 2 mm is no wider gap)."""
     worse = (res.e_col_after > res.e_col_before + 1e-12) | (res.e3d_after > res.e3d_before + 1e-12)
     if res.contact is not None and res.gap_before is not None and res.gap_after is not None:
-        worse |= res.contact & (res.gap_after > res.gap_before + 1e-12)
+        worse |= res.contact & (res.gap_after > torch.clamp(res.gap_before, min=CONTACT_THRESHOLD) + 1e-12)
     return worse
 
 

