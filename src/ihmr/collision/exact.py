@@ -134,15 +134,7 @@ def pseudo_normal_inside(
     if mesh is None:
         v, mesh = np.asarray(v)[None], np.zeros(len(fi), dtype=np.int64)
     tri = v[mesh[:, None], f[fi]]  # (n, 3, 3)
-    a, b, cc = tri[:, 0], tri[:, 1], tri[:, 2]
-    v0, v1, v2 = b - a, cc - a, c - a
-    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
-    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
-    den = np.maximum(d00 * d11 - d01 * d01, 1e-300)
-    w1 = (d11 * d20 - d01 * d21) / den
-    w2 = (d00 * d21 - d01 * d20) / den
-    bary = np.stack([1.0 - w1 - w2, w1, w2], 1)
-    zero = bary < 1e-9
+    bary, zero = _barycentrics(tri, c)
     n = _corner_normals(tri)
     at_vertex = zero.sum(1) >= 2
     on_edge = (zero.sum(1) == 1)
@@ -154,6 +146,20 @@ def pseudo_normal_inside(
         corner = f[fi[at_vertex], np.argmax(bary[at_vertex], axis=1)]
         n[at_vertex] = _vertex_pseudo_normals(v, f, corner, mesh[at_vertex])
     return ((p - c) * n).sum(1) < 0
+
+
+def _barycentrics(tri: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Barycentric weights ``(n, 3)`` of the points ``c (n, 3)`` on the triangles ``tri (n, 3, 3)``
+    and which of them are (numerically) zero: the closest feature is an edge or a corner."""
+    a, b, cc = tri[:, 0], tri[:, 1], tri[:, 2]
+    v0, v1, v2 = b - a, cc - a, c - a
+    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
+    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
+    den = np.maximum(d00 * d11 - d01 * d01, 1e-300)
+    w1 = (d11 * d20 - d01 * d21) / den
+    w2 = (d00 * d21 - d01 * d20) / den
+    bary = np.stack([1.0 - w1 - w2, w1, w2], 1)
+    return bary, bary < 1e-9
 
 
 def _corner_normals(t: np.ndarray) -> np.ndarray:
@@ -301,15 +307,7 @@ def _pseudo_normal_inside_loop(p: np.ndarray, c: np.ndarray, fi: np.ndarray, v: 
         ``(n,)`` bool, True inside.
     """
     tri = v[f[fi]]  # (n, 3, 3)
-    a, b, cc = tri[:, 0], tri[:, 1], tri[:, 2]
-    v0, v1, v2 = b - a, cc - a, c - a
-    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
-    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
-    den = np.maximum(d00 * d11 - d01 * d01, 1e-300)
-    w1 = (d11 * d20 - d01 * d21) / den
-    w2 = (d00 * d21 - d01 * d20) / den
-    bary = np.stack([1.0 - w1 - w2, w1, w2], 1)
-    zero = bary < 1e-9
+    bary, zero = _barycentrics(tri, c)
     n = face_normals(v, f[fi])
     at_vertex = zero.sum(1) >= 2
     on_edge = (zero.sum(1) == 1)

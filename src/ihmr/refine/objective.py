@@ -27,7 +27,6 @@ __all__ = [
     "finger_term",
     "cached_penetration",
     "contact_pairs",
-    "contact_gap",
     "contact_energy",
     "objective_terms",
 ]
@@ -169,11 +168,6 @@ def contact_pairs(query: ProximityQuery, k: int, batch: int) -> tuple[ProximityQ
     keep = out[order[rank < k]]
     sub = ProximityQuery(*(x[keep] for x in (query.batch, query.hand, query.vertex, query.face, query.distance, query.inside)))
     return sub, gap
-
-
-def contact_gap(query: ProximityQuery, batch: int) -> Tensor:
-    """``(B,)`` the smallest distance between the two surfaces (see :func:`contact_pairs`)."""
-    return contact_pairs(query, 0, batch)[1]
 
 
 def contact_energy(vertices: Tensor, faces: Tensor, pairs: ProximityQuery, margin: float) -> Tensor:
