@@ -59,7 +59,7 @@ def mano_like_arrays(seed: int = 0, n_vertices_min: int = 745):
     J = np.concatenate([[[0, 0, -0.06]], rng.normal(scale=0.02, size=(15, 3))])
     reg = np.zeros((16, V))
     for j in range(16):  # each joint = mean of its 4 nearest vertices
-        nb = np.argsort(np.linalg.norm(v - J[j], axis=1))[:4]
+        nb = np.argsort(np.linalg.norm(v - J[j], axis=1), kind="stable")[:4]  # stable: the same ties on every CPU
         reg[j, nb] = 0.25
     w = rng.random((V, 16)) ** 4
     w /= w.sum(1, keepdims=True)

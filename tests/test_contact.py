@@ -6,13 +6,14 @@ import pytest
 import torch
 import trimesh
 
-from ihmr.collision.distance import ProximityQuery, find_near, proximity_distance, surface_distances
+from ihmr.collision.distance import ProximityQuery, find_near, proximity_distance, surface_distances, surface_gap
+from ihmr.collision.exact import find_penetrations
 from ihmr.data.synthetic import MIXES, load_npz, make_synthetic, save_npz
 from ihmr.errors import InputError
 from ihmr.geometry.camera import project_weak_perspective
 from ihmr.metrics import CONTACT_THRESHOLD, contact_stats, penetration_stats
 from ihmr.refine import RefineConfig, refine_opt
-from ihmr.refine.objective import contact_energy, contact_evidence, contact_pairs
+from ihmr.refine.objective import contact_energy, contact_evidence, contact_pairs, joint_error
 
 FAST = dict(iterations=15, snapshot_every=5)
 
@@ -55,6 +56,50 @@ def test_find_near_band_and_gradient():
     v = verts.clone().requires_grad_()
     sub = ProximityQuery(*(x[:5] for x in (q.batch, q.hand, q.vertex, q.face, q.distance, q.inside)))
     torch.autograd.gradcheck(lambda x: proximity_distance(x, faces, sub), (v,), atol=1e-6)
+
+
+def test_find_near_with_known_inside_is_the_outside_part():
+    verts, faces = _spheres(-0.006)
+    verts = torch.cat([verts, _spheres(0.004)[0]])
+    full = find_near(verts, faces, band=0.01)
+    q = find_penetrations(verts, faces)
+    inside = torch.zeros(verts.shape[:3], dtype=torch.bool)
+    inside[q.batch, q.hand, q.vertex] = True
+    assert int(inside[0].sum()) > 0 and not bool(inside[1].any())
+    part = find_near(verts, faces, band=0.01, inside=inside)
+    out = ~full.inside
+    assert not bool(part.inside.any()) and int(full.inside.sum()) == int(inside.sum())
+    for k in ("batch", "hand", "vertex", "face", "distance"):
+        torch.testing.assert_close(getattr(part, k), getattr(full, k)[out], rtol=0, atol=0)
+
+
+def test_surface_gap_is_the_nearest_surface_distance():
+    gaps = (0.004, 0.012, 0.03)
+    verts = torch.cat([_spheres(g)[0] for g in gaps])
+    faces = _spheres(0.0)[1]
+    g = surface_gap(verts, faces, torch.zeros(3, dtype=torch.bool), band=0.02)
+    full = surface_distances(verts, faces).flatten(1).amin(1)
+    assert g.dtype == torch.float64 and float(g[0]) == pytest.approx(0.004, abs=1e-9)
+    np.testing.assert_allclose(g[:2].numpy(), full[:2].numpy(), atol=1e-12)  # = find_near's nearest
+    near = find_near(verts, faces, band=0.02)
+    assert float(g[1]) == pytest.approx(float(near.distance[near.batch == 1].min()), abs=1e-12)
+    assert float(g[2]) == float("inf")  # beyond the band
+    # a penetrating sample is not searched: its gap is 0
+    g = surface_gap(verts, faces, torch.tensor([False, True, False]))
+    assert float(g[1]) == 0.0 and float(g[2]) == pytest.approx(0.03, abs=1e-9)
+
+
+def test_joint_error_ignores_a_common_translation():
+    j = torch.randn(3, 2, 21, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.05
+    t = j + 0.002 * torch.randn(j.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    shift = torch.tensor([0.03, -0.2, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(joint_error(j + shift, t), joint_error(j, t), rtol=0, atol=1e-15)
+    torch.testing.assert_close(joint_error(j, t - shift), joint_error(j, t), rtol=0, atol=1e-15)
+    # one hand moved by d relative to the other: each joint is d / 2 off after centring
+    d = torch.tensor([0.01, 0.0, 0.0], dtype=torch.float64)
+    moved = j.clone()
+    moved[:, 1] += d
+    torch.testing.assert_close(joint_error(moved, j), torch.full((3,), 42 * 0.005**2, dtype=torch.float64), rtol=1e-12, atol=0)
 
 
 def test_contact_pairs_keep_the_nearest_per_sample():

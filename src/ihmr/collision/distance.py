@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import igl
 import numpy as np
@@ -20,7 +21,7 @@ from torch import Tensor
 from ihmr.collision.closest_point import closest_point_on_triangle
 from ihmr.collision.exact import pseudo_normal_inside
 
-__all__ = ["ProximityQuery", "find_near", "surface_distances", "proximity_distance"]
+__all__ = ["ProximityQuery", "find_near", "surface_gap", "surface_distances", "proximity_distance"]
 
 
 @dataclass
@@ -51,7 +52,7 @@ def _faces_np(faces: Tensor) -> list[np.ndarray]:
     return [np.ascontiguousarray(torch.as_tensor(faces[h]).cpu().numpy().astype(np.int64)) for h in range(2)]
 
 
-def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf) -> ProximityQuery:
+def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf, inside: Optional[Tensor] = None) -> ProximityQuery:
     """Every vertex within ``band`` (m) of the other hand (inside included), with its closest triangle.
 
     Only vertices inside the other hand's bounding box grown by ``band`` are queried.
@@ -60,11 +61,16 @@ def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf) -> Proxim
         vertices: ``(B, 2, V, 3)``.
         faces: ``(2, F, 3)`` closed, outward oriented.
         band: largest distance kept (m); ``inf`` keeps every vertex.
+        inside: optional ``(B, 2, V)`` bool, exactly the vertices inside the other hand (as
+            :func:`ihmr.collision.exact.find_penetrations` finds them). When given, those vertices
+            are left out and no inside test runs: the result is the outside part of the full one.
     """
     vt = vertices.detach().to(torch.float64).cpu()
     v = vt.numpy()
     f = _faces_np(faces)
     may = _may_be_near(vt, band)  # (B, 2, V) bool
+    if inside is not None:
+        may &= ~inside.cpu().numpy()
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("batch", "hand", "vertex", "face", "distance", "inside")}
     for b in range(v.shape[0]):  # libigl works one mesh at a time
         for h in range(2):
@@ -76,12 +82,12 @@ def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf) -> Proxim
             d2, fi, c = igl.point_mesh_squared_distance(q, other, f[1 - h])
             d = np.sqrt(np.asarray(d2).reshape(-1))
             fi = np.asarray(fi).reshape(-1).astype(np.int64)
-            inside = pseudo_normal_inside(q, np.asarray(c), fi, other, f[1 - h])
-            d = np.where(inside, 0.0, d)
+            ins = np.zeros(len(cand), dtype=bool) if inside is not None else pseudo_normal_inside(q, np.asarray(c), fi, other, f[1 - h])
+            d = np.where(ins, 0.0, d)
             keep = d <= band
             n = int(keep.sum())
             for k, x in (("batch", np.full(n, b)), ("hand", np.full(n, h)), ("vertex", cand[keep]), ("face", fi[keep]),
-                         ("distance", d[keep]), ("inside", inside[keep])):
+                         ("distance", d[keep]), ("inside", ins[keep])):
                 out[k].append(x)
     if not out["batch"]:
         return ProximityQuery.empty()
@@ -96,6 +102,40 @@ def _may_be_near(v: Tensor, band: float) -> np.ndarray:
     """``(B, 2, V)`` bool: the vertex lies inside the other hand's bounding box grown by ``band``."""
     lo, hi = v.amin(2) - band, v.amax(2) + band  # (B, 2, 3)
     return torch.stack([((v[:, h] >= lo[:, 1 - h, None]) & (v[:, h] <= hi[:, 1 - h, None])).all(-1) for h in range(2)], 1).numpy()
+
+
+@torch.no_grad()
+def surface_gap(vertices: Tensor, faces: Tensor, penetrating: Tensor, band: float = math.inf) -> Tensor:
+    """``(B,)`` float64: the smallest distance (m) of a vertex of either hand to the other hand's
+    surface; ``0`` for the samples marked ``penetrating``, ``inf`` when no vertex is within ``band``.
+
+    The same gap as the minimum of :func:`find_near`'s distances, cheaper: a pair known not to
+    penetrate (by :func:`ihmr.collision.exact.find_penetrations`, exact on closed meshes) has no
+    vertex inside the other hand, so no inside test is needed, and only the closest distance is kept.
+
+    Args:
+        vertices: ``(B, 2, V, 3)``.
+        faces: ``(2, F, 3)`` closed, outward oriented.
+        penetrating: ``(B,)`` bool, the pair penetrates (its gap is 0; not searched).
+        band: largest distance searched (m).
+    """
+    gap = torch.where(penetrating.cpu(), 0.0, math.inf).to(torch.float64)
+    rows = torch.nonzero(~penetrating.cpu()).flatten()
+    if rows.numel() == 0:
+        return gap
+    vt = vertices[rows].detach().to(torch.float64).cpu()
+    v = vt.numpy()
+    f = _faces_np(faces)
+    may = _may_be_near(vt, band)
+    for i, b in enumerate(rows.tolist()):  # libigl works one mesh at a time
+        for h in range(2):
+            cand = np.flatnonzero(may[i, h])
+            if cand.size:
+                d2, _, _ = igl.point_mesh_squared_distance(np.ascontiguousarray(v[i, h, cand]), np.ascontiguousarray(v[i, 1 - h]), f[1 - h])
+                d = math.sqrt(float(np.min(d2)))
+                if d <= band:
+                    gap[b] = min(float(gap[b]), d)
+    return gap
 
 
 @torch.no_grad()

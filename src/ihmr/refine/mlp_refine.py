@@ -6,9 +6,14 @@ A proposal is kept only if the 3D-joint error against the joint head strictly de
 by at most ``e3d_slack``), the deepest penetration does not grow and either the collision error
 strictly decreases or -- the contact criterion (ours, ``contact=True``), for a pair without
 collision whose joint head evidences contact (:func:`~ihmr.refine.objective.contact_evidence`) --
-the pair stays collision-free and the gap between the hands shrinks. Collision and gap are
+the pair stays collision-free and the gap between the hands shrinks; an evidenced gap never
+widens beyond touching (as OPT's criterion: separating penetrating hands to touching is fine,
+overshooting into a gap is not). The factors are refined in ``passes`` rounds, each proposal
+tried at a few ``steps`` (multiples of the MLP's residual). Collision and gap are
 measured on the sphere proxy (:mod:`ihmr.collision.spheres`; ``collision="exact"`` verifies
-collisions with exact depths). Samples without collision and without an evidenced gap are never
+collisions with exact depths); the inscribed spheres miss the millimetre of penetration where
+closed gaps touch, so a candidate that closes a gap is also checked with the exact test
+(:func:`~ihmr.collision.exact.find_penetrations`): a pair that starts collision-free stays so. Samples without collision and without an evidenced gap are never
 changed.
 """
 
@@ -22,7 +27,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ihmr.collision.exact import boxes_overlap, penetration_depths
+from ihmr.collision.exact import boxes_overlap, find_penetrations, penetration_depths
 from ihmr.collision.spheres import SphereProxy, proxy_collision, sphere_gap
 from ihmr.errors import InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix
@@ -57,6 +62,14 @@ class MLPRefineConfig:
             very landmarks the hands were fitted to, lets joints move a few millimetres, as for OPT.
         contact: the contact criterion (see the module docstring); ``False``: the paper.
         touch: a pair touches when its proxy gap is at most this (m); it then has no gap to close.
+        passes: rounds over ``factors``, each from the previous one's verified result.
+        steps: each proposal is tried at these multiples of the MLP's residual; per sample the
+            verified candidate with the lowest 3D-joint error is kept (``(1.0,)``: the proposal only,
+            as the paper). On the two-sided benchmark (Inter-Close, n = 134, shipped refiners),
+            passes x steps 1 x (1) / 2 x (1) / 2 x (1, 0.5, 1.5) gave AVE-P (penetrating part)
+            -86.2 / -89.6 / -93.5 %, contact gap (separated part) -40.2 / -44.8 / -48.1 %, I-MPJPE
+            -27.0 / -28.7 / -29.3 %, at 1 / 0.5 / 0.25 times the speed; a third pass, a step of 2 or
+            one of 0.25 added < 1 point.
     """
 
     factors: tuple[str, ...] = FACTORS
@@ -67,8 +80,12 @@ class MLPRefineConfig:
     reference: bool = False
     contact: bool = True
     touch: float = CONTACT_THRESHOLD
+    passes: int = 2
+    steps: tuple[float, ...] = (1.0, 0.5, 1.5)
 
     def check(self) -> "MLPRefineConfig":
+        if self.passes < 1 or not self.steps or not all(x > 0 for x in self.steps):
+            raise InputError(f"passes and steps must be positive, got {self.passes} and {self.steps}")
         if not self.factors or set(self.factors) - set(FACTORS) or len(set(self.factors)) != len(self.factors):
             raise InputError(f"factors must be distinct names among {FACTORS}, got {self.factors}")
         if self.collision not in ("proxy", "exact"):
@@ -183,21 +200,50 @@ def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairS
         return state, accepted
     sub = state.rows(rows)
     f = None if feature is None else feature[rows]
-    cand = propose(refiner, factor, sub, j3d[rows], j2d_n[rows], f)
-    new = evaluate_state(hands, refiner.proxy(hands), cand, j3d[rows], cfg.collision, pose_candidate(hands, factor, sub, cand),
-                         sub.subset, "dense" if cfg.reference else "groups")
-    if cfg.verify:
-        better = new.e_col < sub.e_col
-        if bool(ev[rows].any()):  # an evidenced gap closes and the pair stays collision-free
-            closes = ev[rows] & (sub.e_col == 0) & (new.e_col == 0)
-            closes &= proxy_gap(hands, refiner, new, closes) < gap[rows]
-            better |= closes
-        ok = better & (new.e_max <= sub.e_max) \
-            & ((new.e3d < sub.e3d) if cfg.e3d_slack <= 0 else (new.e3d <= sub.e3d + cfg.e3d_slack))
-    else:
-        ok = torch.ones(len(rows), dtype=torch.bool)
-    accepted[rows] = ok
-    return state.select(ok, new, rows), accepted
+    proposal = propose(refiner, factor, sub, j3d[rows], j2d_n[rows], f)
+    delta = proposal[factor] - sub.params[factor]
+    local = torch.arange(len(rows))
+    best, taken = sub, torch.zeros(len(rows), dtype=torch.bool)
+    for step in cfg.steps:  # the proposal and scaled copies of it; per sample the verified one nearest the joint head
+        cand = dict(sub.params, **{factor: sub.params[factor] + step * delta})
+        new = evaluate_state(hands, refiner.proxy(hands), cand, j3d[rows], cfg.collision, pose_candidate(hands, factor, sub, cand),
+                             sub.subset, "dense" if cfg.reference else "groups")
+        ok = _verified(hands, refiner, sub, new, ev[rows], gap[rows], cfg) if cfg.verify else torch.ones(len(rows), dtype=torch.bool)
+        ok &= ~taken | (new.e3d < best.e3d)
+        best = best.select(ok, new, local)
+        taken |= ok
+        if not cfg.verify:
+            break
+    if cfg.verify and cfg.collision == "proxy":
+        taken &= ~_touch_penetrates(hands, best, taken & ev[rows] & (sub.e_col == 0))
+    accepted[rows] = taken
+    return state.select(taken, best, rows), accepted
+
+
+def _touch_penetrates(hands: TwoHands, state: PairState, check: Tensor) -> Tensor:
+    """``(n,)`` bool: rows ``check`` of ``state`` penetrate by the exact test. A pair the proxy
+    calls collision-free may touch with a millimetre of exact penetration that the inscribed spheres
+    miss; the contact criterion would close gaps into it, so its candidates are checked exactly."""
+    out = torch.zeros_like(check)
+    rows = torch.nonzero(check).flatten()
+    if rows.numel():
+        p = {k: v[rows] for k, v in state.params.items()}
+        q = find_penetrations(hands(p["beta"], p["phi"], p["theta"], p["tau"]).vertices, hands.faces)
+        out[rows[torch.unique(q.batch)]] = True
+    return out
+
+
+def _verified(hands: TwoHands, refiner: MLPRefiner, sub: PairState, new: PairState, ev: Tensor, gap: Tensor,
+              cfg: MLPRefineConfig) -> Tensor:
+    """``(n,)`` bool: candidate ``new`` passes verification against the stage's start ``sub``."""
+    better = new.e_col < sub.e_col
+    ok = torch.ones_like(better)
+    if bool(ev.any()):
+        new_gap = proxy_gap(hands, refiner, new, ev)
+        better |= ev & (sub.e_col == 0) & (new.e_col == 0) & (new_gap < gap)  # an evidenced gap closes, no collision
+        ok = ~ev | (new_gap <= torch.clamp(gap, min=cfg.touch))  # never widen it (separating to touching is fine)
+    return ok & better & (new.e_max <= sub.e_max) \
+        & ((new.e3d < sub.e3d) if cfg.e3d_slack <= 0 else (new.e3d <= sub.e3d + cfg.e3d_slack))
 
 
 @torch.no_grad()
@@ -262,9 +308,10 @@ def refine_mlp(
         out["e3d_b"].append(state.e3d.clone())
         ev = evidence_all[idx]
         out["gap_b"].append(proxy_gap(hands, refiner, state, ev))
-        for factor in cfg.factors:
-            state, ok = refine_stage(hands, refiner, factor, state, j3, j2, f, cfg, ev)
-            acc[factor][idx] = ok
+        for _ in range(cfg.passes):
+            for factor in cfg.factors:
+                state, ok = refine_stage(hands, refiner, factor, state, j3, j2, f, cfg, ev)
+                acc[factor][idx] |= ok
         for k in p_all:
             p_all[k][idx] = state.params[k]
         out["e_col_a"].append(state.e_col)
