@@ -20,7 +20,10 @@ joints' centroids (:mod:`ihmr.refine.objective`), which place the hands where th
 them. The contact term (:func:`~ihmr.refine.objective.contact_energy`: the ``contact_k`` vertices
 nearest to the other hand pulled to within ``contact_margin`` of it, weight :data:`CONTACT_WEIGHT`)
 acts only on pairs that penetrate at the stage's start: it holds them together while the collision
-term pushes them apart, so they end touching instead of overshooting into a gap. On pairs that
+term pushes them apart, so they end touching instead of overshooting into a gap. Its (vertex,
+triangle) pairs are found once, at the stage's start (the distances to those triangles follow every
+step): searching them again at every snapshot gave the same figures (contact gap 8.52 vs 8.46 mm,
+I-MPJPE 7.26 vs 7.27 mm) at 0.7 times the speed. On pairs that
 start apart it pulled the hands together where they happened to be nearest rather than where the
 joints put them, and ranking touching candidates above closer-fitting ones likewise widened the
 benchmark's gap; candidates are ranked by the 3D-joint error alone.
@@ -278,8 +281,8 @@ def _stage(
                 e_col, e_max = _exact_sum_max(verts, faces) if query is None else \
                     cached_penetration(verts.detach(), faces, query, gate=False, with_max=True)
                 e3d = joint_error(joints.detach(), targets.j3d)
-                gap = _gap(verts, faces, evidence, e_col, cfg) if use_contact else gap0
-                if pull:
+                gap = _gap(verts, faces, evidence, e_col, cfg) if use_contact and it > 0 else gap0
+                if pull and it == 0:  # the pairs of the stage's start; their distances follow the step
                     pairs = _near(verts, faces, hold_rows, cfg, query)
                 if cfg.verify:
                     ok = (e3d <= cfg.e3d_tolerance * e3d0 + cfg.e3d_slack) & (e_col <= cfg.col_ratio * e_col0) & (e_max <= e_max0)

@@ -236,14 +236,16 @@ def _touch_penetrates(hands: TwoHands, state: PairState, check: Tensor) -> Tenso
 def _verified(hands: TwoHands, refiner: MLPRefiner, sub: PairState, new: PairState, ev: Tensor, gap: Tensor,
               cfg: MLPRefineConfig) -> Tensor:
     """``(n,)`` bool: candidate ``new`` passes verification against the stage's start ``sub``."""
-    better = new.e_col < sub.e_col
-    ok = torch.ones_like(better)
-    if bool(ev.any()):
-        new_gap = proxy_gap(hands, refiner, new, ev)
-        better |= ev & (sub.e_col == 0) & (new.e_col == 0) & (new_gap < gap)  # an evidenced gap closes, no collision
-        ok = ~ev | (new_gap <= torch.clamp(gap, min=cfg.touch))  # never widen it (separating to touching is fine)
-    return ok & better & (new.e_max <= sub.e_max) \
-        & ((new.e3d < sub.e3d) if cfg.e3d_slack <= 0 else (new.e3d <= sub.e3d + cfg.e3d_slack))
+    ok = (new.e_max <= sub.e_max) & ((new.e3d < sub.e3d) if cfg.e3d_slack <= 0 else (new.e3d <= sub.e3d + cfg.e3d_slack))
+    lower = new.e_col < sub.e_col
+    free = ev & (sub.e_col == 0) & (new.e_col == 0)
+    need = ok & ev & (lower | free)  # the gap decides only these (the proxy gap is the costly part)
+    if not bool(need.any()):
+        return ok & lower
+    new_gap = proxy_gap(hands, refiner, new, need)
+    closes = need & free & (new_gap < gap)  # an evidenced gap closes, no collision
+    widens = need & ~(new_gap <= torch.clamp(gap, min=cfg.touch))  # never widen it (separating to touching is fine)
+    return ok & (lower | closes) & ~widens
 
 
 @torch.no_grad()
