@@ -198,6 +198,46 @@ def test_batched_search_equals_the_previous_per_sample_loop(two_hands64):
         assert torch.equal(getattr(new, k), getattr(old, k)), k
 
 
+def test_rigid_trees_answer_as_the_posed_meshes(two_hands64):
+    """RigidTrees (built once on each hand in its own frame) give the closest points of the posed
+    meshes, and the searches that use them find what they find without."""
+    import igl
+
+    from ihmr.collision.distance import find_near, surface_gap
+    from ihmr.collision.exact import find_penetrations
+    from ihmr.collision.trees import RigidTrees
+    from ihmr.geometry.rotations import axis_angle_to_matrix
+
+    g = torch.Generator().manual_seed(4)
+    B = 6
+    zero = torch.zeros(B, 3, dtype=torch.float64)
+    local = two_hands64(torch.randn(B, 2, 10, dtype=torch.float64, generator=g) * 0.5, torch.zeros(B, 2, 3, dtype=torch.float64),
+                        torch.randn(B, 2, 45, dtype=torch.float64, generator=g) * 0.3, zero).vertices
+    R = axis_angle_to_matrix(torch.randn(B, 2, 3, dtype=torch.float64, generator=g))
+    t = torch.stack([zero, torch.randn(B, 3, dtype=torch.float64, generator=g) * 0.02 + torch.tensor([0.0, 0.04, 0.0], dtype=torch.float64)], 1)
+    v = torch.einsum("bhij,bhvj->bhvi", R, local) + t[:, :, None]
+    faces = two_hands64.faces
+    trees = RigidTrees(local, faces).pose(R, t)
+    p = v[2, 0].numpy()
+    d2, fi, c = trees.query(2, 1, p)
+    d2_ref, fi_ref, c_ref = igl.point_mesh_squared_distance(p, v[2, 1].numpy().copy(), faces[1].numpy().astype(np.int64))
+    np.testing.assert_allclose(d2, np.asarray(d2_ref).reshape(-1), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(c, np.asarray(c_ref), rtol=0, atol=1e-12)
+    tri = v[2, 1][faces[1][torch.as_tensor(fi)]]  # the returned triangles are at that distance (ties: any of them)
+    on = closest_point_on_triangle(torch.as_tensor(p), tri[:, 0], tri[:, 1], tri[:, 2])
+    np.testing.assert_allclose(((on - torch.as_tensor(p)) ** 2).sum(-1).numpy(), d2, rtol=0, atol=1e-14)
+    a, b = find_penetrations(v, faces), find_penetrations(v, faces, trees)
+    assert a.batch.numel() > 50
+    for k in ("batch", "hand", "vertex"):
+        assert torch.equal(getattr(a, k), getattr(b, k)), k
+    pen = torch.zeros(B, dtype=torch.bool).index_fill(0, torch.unique(a.batch), True)
+    torch.testing.assert_close(surface_gap(v, faces, pen, 0.02, trees), surface_gap(v, faces, pen, 0.02), rtol=0, atol=1e-12)
+    rows = torch.tensor([4, 1])
+    n1, n2 = find_near(v[rows], faces, 0.01), find_near(v[rows], faces, 0.01, trees=trees.rows(rows))
+    assert torch.equal(n1.vertex, n2.vertex) and torch.equal(n1.inside, n2.inside)
+    torch.testing.assert_close(n1.distance, n2.distance, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape", ["box", "ico"])
 def test_pseudo_normal_many_meshes_equals_one_at_a_time(shape, rng):
     """The batched inside test (``mesh=``) gives what the single-mesh test gives on each mesh."""

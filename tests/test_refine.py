@@ -229,9 +229,13 @@ def test_refinement_with_the_previous_components_gives_the_same_result(hands, sy
         sub = {k: v[:6] for k, v in synth.pred.items()}
         return refine_opt(hands, sub, synth.j3d[:6], synth.j2d[:6], synth.cam[:6], RefineConfig(**FAST), progress=False)
 
+    # the rigid stages' cached trees answer ties with other (equally near) triangles: off here, they
+    # have their own test (test_collision.py::test_rigid_trees_answer_as_the_posed_meshes)
+    monkeypatch.setattr(factorized._RigidPoser, "posed_trees", lambda self, phi, tau: None)
     new = run()
-    monkeypatch.setattr(factorized, "find_penetrations", exact._find_penetrations_loop)
-    monkeypatch.setattr(exact, "find_penetrations", exact._find_penetrations_loop)
+    loop = lambda v, f, trees=None: exact._find_penetrations_loop(v, f)  # noqa: E731
+    monkeypatch.setattr(factorized, "find_penetrations", loop)
+    monkeypatch.setattr(exact, "find_penetrations", loop)
     old_search = run()
     for k in new.params:
         assert torch.equal(new.params[k], old_search.params[k]), k

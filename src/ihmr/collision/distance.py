@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ihmr.collision.closest_point import closest_point_on_triangle
 from ihmr.collision.exact import pseudo_normal_inside
+from ihmr.collision.trees import RigidTrees
 
 __all__ = ["ProximityQuery", "find_near", "surface_gap", "surface_distances", "proximity_distance"]
 
@@ -52,7 +53,8 @@ def _faces_np(faces: Tensor) -> list[np.ndarray]:
     return [np.ascontiguousarray(torch.as_tensor(faces[h]).cpu().numpy().astype(np.int64)) for h in range(2)]
 
 
-def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf, inside: Optional[Tensor] = None) -> ProximityQuery:
+def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf, inside: Optional[Tensor] = None,
+              trees: Optional[RigidTrees] = None) -> ProximityQuery:
     """Every vertex within ``band`` (m) of the other hand (inside included), with its closest triangle.
 
     Only vertices inside the other hand's bounding box grown by ``band`` are queried.
@@ -64,6 +66,8 @@ def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf, inside: O
         inside: optional ``(B, 2, V)`` bool, exactly the vertices inside the other hand (as
             :func:`ihmr.collision.exact.find_penetrations` finds them). When given, those vertices
             are left out and no inside test runs: the result is the outside part of the full one.
+        trees: optional :class:`~ihmr.collision.trees.RigidTrees` of the same hands in their current
+            pose (its trees are queried instead of new ones built).
     """
     vt = vertices.detach().to(torch.float64).cpu()
     v = vt.numpy()
@@ -79,7 +83,7 @@ def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf, inside: O
             if cand.size == 0:
                 continue
             q = np.ascontiguousarray(v[b, h, cand])
-            d2, fi, c = igl.point_mesh_squared_distance(q, other, f[1 - h])
+            d2, fi, c = trees.query(b, 1 - h, q) if trees is not None else igl.point_mesh_squared_distance(q, other, f[1 - h])
             d = np.sqrt(np.asarray(d2).reshape(-1))
             fi = np.asarray(fi).reshape(-1).astype(np.int64)
             ins = np.zeros(len(cand), dtype=bool) if inside is not None else pseudo_normal_inside(q, np.asarray(c), fi, other, f[1 - h])
@@ -105,7 +109,8 @@ def _may_be_near(v: Tensor, band: float) -> np.ndarray:
 
 
 @torch.no_grad()
-def surface_gap(vertices: Tensor, faces: Tensor, penetrating: Tensor, band: float = math.inf) -> Tensor:
+def surface_gap(vertices: Tensor, faces: Tensor, penetrating: Tensor, band: float = math.inf,
+                trees: Optional[RigidTrees] = None) -> Tensor:
     """``(B,)`` float64: the smallest distance (m) of a vertex of either hand to the other hand's
     surface; ``0`` for the samples marked ``penetrating``, ``inf`` when no vertex is within ``band``.
 
@@ -118,6 +123,8 @@ def surface_gap(vertices: Tensor, faces: Tensor, penetrating: Tensor, band: floa
         faces: ``(2, F, 3)`` closed, outward oriented.
         penetrating: ``(B,)`` bool, the pair penetrates (its gap is 0; not searched).
         band: largest distance searched (m).
+        trees: optional :class:`~ihmr.collision.trees.RigidTrees` of the same hands in their current
+            pose (its trees are queried instead of new ones built).
     """
     gap = torch.where(penetrating.cpu(), 0.0, math.inf).to(torch.float64)
     rows = torch.nonzero(~penetrating.cpu()).flatten()
@@ -131,7 +138,9 @@ def surface_gap(vertices: Tensor, faces: Tensor, penetrating: Tensor, band: floa
         for h in range(2):
             cand = np.flatnonzero(may[i, h])
             if cand.size:
-                d2, _, _ = igl.point_mesh_squared_distance(np.ascontiguousarray(v[i, h, cand]), np.ascontiguousarray(v[i, 1 - h]), f[1 - h])
+                q = np.ascontiguousarray(v[i, h, cand])
+                d2 = trees.query(b, 1 - h, q)[0] if trees is not None else \
+                    igl.point_mesh_squared_distance(q, np.ascontiguousarray(v[i, 1 - h]), f[1 - h])[0]
                 d = math.sqrt(float(np.min(d2)))
                 if d <= band:
                     gap[b] = min(float(gap[b]), d)

@@ -47,6 +47,7 @@ from tqdm import tqdm
 from ihmr.collision.distance import ProximityQuery, find_near, surface_gap
 from ihmr.collision.exact import PenetrationQuery, find_penetrations
 from ihmr.collision.loss import per_vertex_penetration
+from ihmr.collision.trees import RigidTrees
 from ihmr.errors import InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix
 from ihmr.handmodel.two_hands import TwoHands
@@ -193,9 +194,11 @@ def _exact_sum_max(vertices: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def _near(vertices: Tensor, faces: Tensor, rows: Tensor, cfg: RefineConfig, query: Optional[PenetrationQuery]) -> ProximityQuery:
+def _near(vertices: Tensor, faces: Tensor, rows: Tensor, cfg: RefineConfig, query: Optional[PenetrationQuery],
+          trees: Optional[RigidTrees] = None) -> ProximityQuery:
     """Contact pairs (for the contact term) of the samples ``rows``; ``query``: the snapshot's exact
-    penetrating vertices (their inside test is then not repeated), or ``None``."""
+    penetrating vertices (their inside test is then not repeated), or ``None``; ``trees``: of a
+    rigid stage, or ``None``."""
     if rows.numel() == 0:
         return ProximityQuery.empty()
     inside = None
@@ -203,19 +206,22 @@ def _near(vertices: Tensor, faces: Tensor, rows: Tensor, cfg: RefineConfig, quer
         inside = torch.zeros(vertices.shape[:3], dtype=torch.bool)
         inside[query.batch, query.hand, query.vertex] = True
         inside = inside[rows]
-    pairs, _ = contact_pairs(find_near(vertices[rows].detach(), faces, cfg.contact_band, inside), cfg.contact_k, len(rows))
+    sub = None if trees is None else trees.rows(rows)
+    pairs, _ = contact_pairs(find_near(vertices[rows].detach(), faces, cfg.contact_band, inside, sub), cfg.contact_k, len(rows))
     pairs.batch = rows[pairs.batch]
     return pairs
 
 
 @torch.no_grad()
-def _gap(vertices: Tensor, faces: Tensor, evidence: Tensor, e_col: Tensor, cfg: RefineConfig) -> Tensor:
+def _gap(vertices: Tensor, faces: Tensor, evidence: Tensor, e_col: Tensor, cfg: RefineConfig,
+         trees: Optional[RigidTrees] = None) -> Tensor:
     """``(B,)`` gaps (m; 0 for a penetrating pair, ``e_col > 0``; NaN without evidence)."""
     gap = torch.full((vertices.shape[0],), float("nan"), dtype=torch.float64)
     rows = torch.nonzero(evidence).flatten()
     if rows.numel() == 0:
         return gap
-    return gap.index_copy(0, rows, surface_gap(vertices[rows], faces, e_col[rows] > 0, cfg.contact_band))
+    sub = None if trees is None else trees.rows(rows)
+    return gap.index_copy(0, rows, surface_gap(vertices[rows], faces, e_col[rows] > 0, cfg.contact_band, sub))
 
 
 @torch.no_grad()
@@ -237,6 +243,12 @@ class _RigidPoser:
         self.v[:, 1] -= out.joints[:, 1, :1]  # both hands relative to their own wrists
         self.j = out.joints.clone()
         self.j[:, 1] -= out.joints[:, 1, :1]
+        self.trees = RigidTrees(self.v, hands.faces)  # the searches' AABB trees, built once per stage
+
+    def posed_trees(self, phi: Tensor, tau: Tensor) -> RigidTrees:
+        """:attr:`trees` in the pose ``(phi, tau)``."""
+        R = axis_angle_to_matrix(phi.detach())
+        return self.trees.pose(R, torch.stack([torch.zeros_like(tau), tau], 1).detach())
 
     def __call__(self, phi: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
         R = axis_angle_to_matrix(phi)  # (B, 2, 3, 3)
@@ -276,14 +288,15 @@ def _stage(
             verts, joints = out.vertices, out.joints
         if it % cfg.snapshot_every == 0 or it == cfg.iterations:
             with torch.no_grad():
-                query = find_penetrations(verts, faces) if cfg.collision == "exact" or cfg.verify else None
+                trees = None if rigid is None else rigid.posed_trees(cur["phi"], cur["tau"])
+                query = find_penetrations(verts, faces, trees) if cfg.collision == "exact" or cfg.verify else None
                 # exact sum and MAX-P in one pass over the pairs just found
                 e_col, e_max = _exact_sum_max(verts, faces) if query is None else \
                     cached_penetration(verts.detach(), faces, query, gate=False, with_max=True)
                 e3d = joint_error(joints.detach(), targets.j3d)
-                gap = _gap(verts, faces, evidence, e_col, cfg) if use_contact and it > 0 else gap0
+                gap = _gap(verts, faces, evidence, e_col, cfg, trees) if use_contact and it > 0 else gap0
                 if pull and it == 0:  # the pairs of the stage's start; their distances follow the step
-                    pairs = _near(verts, faces, hold_rows, cfg, query)
+                    pairs = _near(verts, faces, hold_rows, cfg, query, trees)
                 if cfg.verify:
                     ok = (e3d <= cfg.e3d_tolerance * e3d0 + cfg.e3d_slack) & (e_col <= cfg.col_ratio * e_col0) & (e_max <= e_max0)
                     better = (e3d < best_e3d) | ((e3d <= best_e3d + cfg.e3d_slack) & (e_col < best_col) & (best_col > 0))
