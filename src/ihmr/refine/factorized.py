@@ -31,7 +31,8 @@ benchmark's gap; candidates are ranked by the 3D-joint error alone.
 Speed (our additions, each switchable): samples without collision are skipped (they are returned
 unchanged, as in the paper); the exact collision search runs only at snapshots and its penetrating
 (vertex, triangle) pairs drive the gradient until the next one; the rigid factors (tau, phi) move
-precomputed hand meshes instead of re-running skinning.
+precomputed hand meshes instead of re-running skinning, and their searches query AABB trees built
+once per stage (:class:`~ihmr.collision.trees.RigidTrees`).
 """
 
 from __future__ import annotations
