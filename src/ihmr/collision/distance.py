@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ihmr.collision.closest_point import closest_point_on_triangle
 from ihmr.collision.exact import pseudo_normal_inside
-from ihmr.collision.trees import RigidTrees
+from ihmr.collision.trees import RigidTrees, igl_faces
 
 __all__ = ["ProximityQuery", "find_near", "surface_gap", "surface_distances", "proximity_distance"]
 
@@ -49,10 +49,6 @@ class ProximityQuery:
         return ProximityQuery(z, z, z, z, torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.bool))
 
 
-def _faces_np(faces: Tensor) -> list[np.ndarray]:
-    return [np.ascontiguousarray(torch.as_tensor(faces[h]).cpu().numpy().astype(np.int64)) for h in range(2)]
-
-
 def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf, inside: Optional[Tensor] = None,
               trees: Optional[RigidTrees] = None) -> ProximityQuery:
     """Every vertex within ``band`` (m) of the other hand (inside included), with its closest triangle.
@@ -71,7 +67,7 @@ def find_near(vertices: Tensor, faces: Tensor, band: float = math.inf, inside: O
     """
     vt = vertices.detach().to(torch.float64).cpu()
     v = vt.numpy()
-    f = _faces_np(faces)
+    f = igl_faces(faces)
     may = _may_be_near(vt, band)  # (B, 2, V) bool
     if inside is not None:
         may &= ~inside.cpu().numpy()
@@ -132,7 +128,7 @@ def surface_gap(vertices: Tensor, faces: Tensor, penetrating: Tensor, band: floa
         return gap
     vt = vertices[rows].detach().to(torch.float64).cpu()
     v = vt.numpy()
-    f = _faces_np(faces)
+    f = igl_faces(faces)
     may = _may_be_near(vt, band)
     for i, b in enumerate(rows.tolist()):  # libigl works one mesh at a time
         for h in range(2):

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ihmr.collision.closest_point import closest_point_on_triangle
-from ihmr.collision.trees import RigidTrees
+from ihmr.collision.trees import RigidTrees, igl_faces
 from ihmr.errors import InputError
 from ihmr.geometry.mesh import face_normals
 
@@ -235,7 +235,7 @@ def find_penetrations(vertices: Tensor, faces: Tensor, trees: Optional[RigidTree
         trees: optional :class:`~ihmr.collision.trees.RigidTrees` of the same hands in their current
             pose: the closest points then come from its trees (built once) instead of new ones.
     """
-    f = [np.ascontiguousarray(torch.as_tensor(faces[h]).cpu().numpy().astype(np.int64)) for h in range(2)]
+    f = igl_faces(faces)
     vt = vertices.detach()
     active = torch.nonzero(boxes_overlap(vt)).flatten()
     if active.numel() == 0:
@@ -360,7 +360,7 @@ def _find_penetrations_loop(vertices: Tensor, faces: Tensor) -> PenetrationQuery
         faces: ``(2, F, 3)`` closed, outward oriented.
     """
     v = vertices.detach().to(torch.float64).cpu().numpy()
-    f = [np.ascontiguousarray(torch.as_tensor(faces[h]).cpu().numpy().astype(np.int64)) for h in range(2)]
+    f = igl_faces(faces)
     out = {k: [] for k in ("batch", "hand", "vertex", "face")}
     active = torch.nonzero(boxes_overlap(vertices.detach())).flatten()
     if active.numel() == 0:

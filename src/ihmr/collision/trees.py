@@ -6,15 +6,22 @@ closest-point queries, and the searches of :mod:`ihmr.collision.exact` and
 :mod:`ihmr.collision.distance` rebuilt one per sample, hand and call. :class:`RigidTrees` builds
 each hand's tree once, in the hand's own frame, takes query points into that frame and the closest
 points back out (distances and closest triangles do not change under a rigid motion).
+:func:`igl_faces` is the one conversion of the hands' faces to libigl's layout.
 """
 
 from __future__ import annotations
 
 import igl
 import numpy as np
+import torch
 from torch import Tensor
 
-__all__ = ["RigidTrees"]
+__all__ = ["RigidTrees", "igl_faces"]
+
+
+def igl_faces(faces: Tensor) -> list[np.ndarray]:
+    """The two hands' faces ``(2, F, 3)`` as libigl takes them: one contiguous int64 array per hand."""
+    return [np.ascontiguousarray(torch.as_tensor(faces[h]).cpu().numpy().astype(np.int64)) for h in range(2)]
 
 
 class RigidTrees:
@@ -27,7 +34,7 @@ class RigidTrees:
 
     def __init__(self, local: Tensor, faces: Tensor) -> None:
         self._local = local.detach().double().cpu().numpy()
-        self._faces = [np.ascontiguousarray(faces[h].cpu().numpy().astype(np.int64)) for h in range(2)]
+        self._faces = igl_faces(faces)
         self._trees: dict[tuple[int, int], igl.AABB] = {}
         self._index = np.arange(self._local.shape[0])
         self._R = self._t = None

@@ -246,14 +246,14 @@ class _RigidPoser:
         self.j[:, 1] -= out.joints[:, 1, :1]
         self.trees = RigidTrees(self.v, hands.faces)  # the searches' AABB trees, built once per stage
 
-    def posed_trees(self, phi: Tensor, tau: Tensor) -> RigidTrees:
-        """:attr:`trees` in the pose ``(phi, tau)``."""
-        R = axis_angle_to_matrix(phi.detach())
-        return self.trees.pose(R, torch.stack([torch.zeros_like(tau), tau], 1).detach())
+    def posed_trees(self) -> RigidTrees:
+        """:attr:`trees` in the pose of the last call."""
+        return self.trees.pose(*self._pose)
 
     def __call__(self, phi: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
         R = axis_angle_to_matrix(phi)  # (B, 2, 3, 3)
         off = torch.stack([torch.zeros_like(tau), tau], 1)[:, :, None]
+        self._pose = (R.detach(), off[:, :, 0].detach())
         v = torch.einsum("bhij,bhvj->bhvi", R, self.v) + off
         j = torch.einsum("bhij,bhvj->bhvi", R, self.j) + off
         return v, j
@@ -289,7 +289,7 @@ def _stage(
             verts, joints = out.vertices, out.joints
         if it % cfg.snapshot_every == 0 or it == cfg.iterations:
             with torch.no_grad():
-                trees = None if rigid is None else rigid.posed_trees(cur["phi"], cur["tau"])
+                trees = None if rigid is None else rigid.posed_trees()
                 query = find_penetrations(verts, faces, trees) if cfg.collision == "exact" or cfg.verify else None
                 # exact sum and MAX-P in one pass over the pairs just found
                 e_col, e_max = _exact_sum_max(verts, faces) if query is None else \
