@@ -13,7 +13,7 @@ from ihmr.errors import InputError
 from ihmr.geometry.camera import project_weak_perspective
 from ihmr.metrics import CONTACT_THRESHOLD, contact_stats, penetration_stats
 from ihmr.refine import RefineConfig, refine_opt
-from ihmr.refine.objective import contact_energy, contact_evidence, contact_pairs, joint_error
+from ihmr.refine.objective import centroid_tau_step, contact_energy, contact_evidence, contact_pairs, joint_error
 
 FAST = dict(iterations=15, snapshot_every=5)
 
@@ -100,6 +100,23 @@ def test_joint_error_ignores_a_common_translation():
     moved = j.clone()
     moved[:, 1] += d
     torch.testing.assert_close(joint_error(moved, j), torch.full((3,), 42 * 0.005**2, dtype=torch.float64), rtol=1e-12, atol=0)
+
+
+def test_centroid_tau_step_minimises_the_joint_error_over_tau():
+    """The MLP's analytic tau proposal is the exact minimiser of the verification error over tau."""
+    g = torch.Generator().manual_seed(2)
+    j = torch.randn(4, 2, 21, 3, generator=g, dtype=torch.float64) * 0.05
+    t = j + 0.01 * torch.randn(j.shape, generator=g, dtype=torch.float64)
+    t[:, 1] += torch.tensor([0.02, -0.01, 0.015], dtype=torch.float64)  # the joint head places the left hand elsewhere
+    step = centroid_tau_step(j, t).requires_grad_()
+    moved = torch.cat([j[:, :1], j[:, 1:] + step[:, None, None]], 1)
+    e = joint_error(moved, t)
+    (grad,) = torch.autograd.grad(e.sum(), step)
+    assert float(grad.abs().max()) < 1e-12  # stationary, and the error is convex in tau
+    for d in (torch.tensor([1e-3, 0, 0]), torch.tensor([0, -2e-3, 1e-3])):
+        off = torch.cat([j[:, :1], j[:, 1:] + (step.detach() + d.double())[:, None, None]], 1)
+        assert bool((joint_error(off, t) > e.detach()).all())
+    assert bool((e.detach() < joint_error(j, t)).all())
 
 
 def test_contact_pairs_keep_the_nearest_per_sample():

@@ -32,7 +32,8 @@ Speed (our additions, each switchable): samples without collision are skipped (t
 unchanged, as in the paper); the exact collision search runs only at snapshots and its penetrating
 (vertex, triangle) pairs drive the gradient until the next one; the rigid factors (tau, phi) move
 precomputed hand meshes instead of re-running skinning, and their searches query AABB trees built
-once per stage (:class:`~ihmr.collision.trees.RigidTrees`).
+once per stage (:class:`~ihmr.collision.trees.RigidTrees`); a snapshot measures the gap only for
+the candidates that pass the other criteria (the same choices).
 """
 
 from __future__ import annotations
@@ -295,17 +296,18 @@ def _stage(
                 e_col, e_max = _exact_sum_max(verts, faces) if query is None else \
                     cached_penetration(verts.detach(), faces, query, gate=False, with_max=True)
                 e3d = joint_error(joints.detach(), targets.j3d)
-                gap = _gap(verts, faces, evidence, e_col, cfg, trees) if use_contact and it > 0 else gap0
                 if pull and it == 0:  # the pairs of the stage's start; their distances follow the step
                     pairs = _near(verts, faces, hold_rows, cfg, query, trees)
                 if cfg.verify:
                     ok = (e3d <= cfg.e3d_tolerance * e3d0 + cfg.e3d_slack) & (e_col <= cfg.col_ratio * e_col0) & (e_max <= e_max0)
-                    better = (e3d < best_e3d) | ((e3d <= best_e3d + cfg.e3d_slack) & (e_col < best_col) & (best_col > 0))
-                    if use_contact:  # never widen an evidenced gap
-                        ok &= ~evidence | (gap <= torch.clamp(gap0, min=cfg.touch))
-                    ok &= better
+                    ok &= (e3d < best_e3d) | ((e3d <= best_e3d + cfg.e3d_slack) & (e_col < best_col) & (best_col > 0))
                 else:
                     ok = torch.full_like(accepted, it == cfg.iterations)
+                gap = gap0
+                if use_contact and it > 0:  # the gap only where it decides: candidates passing the rest
+                    gap = _gap(verts, faces, evidence & ok, e_col, cfg, trees)
+                    if cfg.verify:  # never widen an evidenced gap
+                        ok &= ~evidence | (gap <= torch.clamp(gap0, min=cfg.touch))
                 for n in names:
                     best[n] = torch.where(ok.view(-1, *([1] * (best[n].ndim - 1))), var[n].detach(), best[n])
                 best_e3d = torch.where(ok, e3d, best_e3d)

@@ -31,6 +31,7 @@ __all__ = [
     "CONTACT_JOINT_DISTANCE",
     "contact_evidence",
     "joint_error",
+    "centroid_tau_step",
     "finger_term",
     "cached_penetration",
     "contact_pairs",
@@ -100,6 +101,14 @@ def joint_error(joints: Tensor, target: Tensor) -> Tensor:
     """Verification 3D-joint error ``E_3D``: squared distances summed over all 42 joints, after
     aligning the centroids of the two sets (``joints``, ``target``: ``(B, 2, 21, 3)``): ``(B,)`` m^2."""
     return ((_centred(joints) - _centred(target)) ** 2).sum(dim=(1, 2, 3))
+
+
+def centroid_tau_step(joints: Tensor, target: Tensor) -> Tensor:
+    """``(B, 3)`` m: the change of tau that minimises :func:`joint_error` over tau alone, i.e. places
+    the left hand's joint centroid relative to the right hand's as in the target (moving the left
+    hand by ``d`` moves each centred left joint by ``d / 2`` and each right one by ``-d / 2``, so the
+    error is a convex quadratic in ``d``); ``joints``, ``target``: ``(B, 2, 21, 3)``."""
+    return (target[:, 1].mean(1) - target[:, 0].mean(1)) - (joints[:, 1].mean(1) - joints[:, 0].mean(1))
 
 
 def finger_term(joints: Tensor) -> Tensor:
