@@ -238,7 +238,8 @@ def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairS
 def _touch_penetrates(hands: TwoHands, state: PairState, check: Tensor) -> Tensor:
     """``(n,)`` bool: rows ``check`` of ``state`` penetrate by the exact test. A pair the proxy
     calls collision-free may touch with a millimetre of exact penetration that the inscribed spheres
-    miss; the contact criterion would close gaps into it, so its candidates are checked exactly."""
+    miss; the contact criterion would close gaps into it, and a centroid-tau jump may land in it, so
+    those candidates are checked exactly."""
     out = torch.zeros_like(check)
     rows = torch.nonzero(check).flatten()
     if rows.numel():

@@ -31,6 +31,7 @@ __all__ = [
     "CONTACT_JOINT_DISTANCE",
     "contact_evidence",
     "joint_error",
+    "centroid_offset",
     "centroid_tau_step",
     "finger_term",
     "cached_penetration",
@@ -78,7 +79,7 @@ class Targets:
         """From ``(B, 42, 3)`` / ``(B, 42, 2)`` joints in MANO order, right hand first."""
         j3 = to_two_hand(j3d42, "mano")
         j3 = j3 - j3[:, :1, :1]
-        return Targets(j3d=j3, j2d=to_two_hand(j2d42, "mano"), cam=cam, tau=j3[:, 1].mean(1) - j3[:, 0].mean(1), persp=persp,
+        return Targets(j3d=j3, j2d=to_two_hand(j2d42, "mano"), cam=cam, tau=centroid_offset(j3), persp=persp,
                        contact=contact_evidence(j3))
 
     def index(self, idx: Tensor) -> "Targets":
@@ -103,12 +104,19 @@ def joint_error(joints: Tensor, target: Tensor) -> Tensor:
     return ((_centred(joints) - _centred(target)) ** 2).sum(dim=(1, 2, 3))
 
 
+def centroid_offset(joints: Tensor) -> Tensor:
+    """``(B, 3)`` m: the left hand's joint centroid minus the right hand's (``joints (B, 2, 21, 3)``),
+    what the tau term and :attr:`Targets.tau` compare."""
+    c = joints.mean(2)
+    return c[:, 1] - c[:, 0]
+
+
 def centroid_tau_step(joints: Tensor, target: Tensor) -> Tensor:
     """``(B, 3)`` m: the change of tau that minimises :func:`joint_error` over tau alone, i.e. places
     the left hand's joint centroid relative to the right hand's as in the target (moving the left
     hand by ``d`` moves each centred left joint by ``d / 2`` and each right one by ``-d / 2``, so the
     error is a convex quadratic in ``d``); ``joints``, ``target``: ``(B, 2, 21, 3)``."""
-    return (target[:, 1].mean(1) - target[:, 0].mean(1)) - (joints[:, 1].mean(1) - joints[:, 0].mean(1))
+    return centroid_offset(target) - centroid_offset(joints)
 
 
 def finger_term(joints: Tensor) -> Tensor:
@@ -238,8 +246,7 @@ def objective_terms(
     if "3d" in enabled:
         out["3d"] = ((_centred(joints) - _centred(targets.j3d)) ** 2).mean(dim=(1, 2, 3))
     if "tau" in enabled:
-        c = joints.mean(2)
-        out["tau"] = ((c[:, 1] - c[:, 0] - targets.tau) ** 2).mean(1)
+        out["tau"] = ((centroid_offset(joints) - targets.tau) ** 2).mean(1)
     if "reg" in enabled:
         out["reg"] = ((beta[:, 0] - beta[:, 1]) ** 2).mean(1)
     if "finger" in enabled:
