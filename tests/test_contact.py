@@ -14,6 +14,7 @@ from ihmr.geometry.camera import project_weak_perspective
 from ihmr.metrics import CONTACT_THRESHOLD, contact_stats, penetration_stats
 from ihmr.refine import RefineConfig, refine_opt
 from ihmr.refine.objective import centroid_tau_step, contact_energy, contact_evidence, contact_pairs, joint_error
+from ihmr.refine.snap import SNAP_MARGIN, close_gaps
 
 FAST = dict(iterations=15, snapshot_every=5)
 
@@ -232,3 +233,53 @@ def test_contact_verification_never_makes_a_sample_worse(two_hands64, synth12_tw
     before = penetration_stats(hands(**pred).vertices, hands.faces)
     after = penetration_stats(hands(**res.params).vertices, hands.faces)
     assert np.all(after.max_p <= before.max_p + 1e-9) and np.all(after.ave_p <= before.ave_p + 1e-9)
+
+
+def test_close_gaps_snaps_separated_pairs_to_the_margin(two_hands64, synth12):
+    """Known answer: touching ground-truth pairs pulled 5 mm apart, with the ground truth as joint
+    head, snap back to within the margin, never penetrating, never above the error limit."""
+    hands = two_hands64
+    pred, j3d, _, _ = _separated(hands, synth12, push=0.005)
+    target = j3d.reshape(-1, 2, 21, 3) - j3d.reshape(-1, 2, 21, 3)[:, :1, :1]
+    out = hands(**pred)
+    touching = surface_distances(hands(**synth12.gt).vertices, hands.faces).flatten(1).amin(1) < 0.0005
+    limit = joint_error(out.joints, target)
+    gap0 = surface_gap(out.vertices, hands.faces, torch.zeros(len(limit), dtype=torch.bool))
+    delta, moved, e3d = close_gaps(out.vertices, out.joints, hands.faces, target, limit, torch.ones_like(touching))
+    assert int((moved & touching).sum()) >= 0.75 * int(touching.sum()) >= 3
+    assert torch.all(delta[~moved] == 0) and torch.all(torch.isnan(e3d[~moved]))
+    new = hands(**dict(pred, tau=pred["tau"] + delta))
+    torch.testing.assert_close(e3d[moved], joint_error(new.joints, target)[moved])
+    assert torch.all(e3d[moved] <= limit[moved])
+    gap = surface_gap(new.vertices, hands.faces, torch.zeros(len(limit), dtype=torch.bool))
+    assert torch.all(gap[moved] < gap0[moved])  # the nearest pair comes closer: the gap never widens
+    at_margin = moved & touching & (gap <= SNAP_MARGIN + 1e-9)  # the full move (shorter ones where it raised the error)
+    assert int(at_margin.sum()) >= 0.5 * int(touching.sum()), (gap, touching)
+    assert find_penetrations(new.vertices[moved], hands.faces).batch.numel() == 0
+    # only the left hand moves, rigidly
+    torch.testing.assert_close(new.vertices[:, 0], out.vertices[:, 0])
+    torch.testing.assert_close(new.vertices[:, 1] - out.vertices[:, 1], delta[:, None].expand(-1, out.vertices.shape[2], -1))
+
+
+def test_close_gaps_keeps_the_error_limit_and_the_rows(two_hands64, synth12):
+    hands = two_hands64
+    pred, _, _, _ = _separated(hands, synth12, push=0.005)
+    out = hands(**pred)
+    exact = out.joints - out.joints[:, :1, :1]  # the joint head is the prediction: any move raises the error
+    limit = joint_error(out.joints, exact)
+    _, moved, _ = close_gaps(out.vertices, out.joints, hands.faces, exact, limit, torch.ones(len(limit), dtype=torch.bool))
+    assert not bool(moved.any())
+    _, moved, _ = close_gaps(out.vertices, out.joints, hands.faces, exact, limit + 1.0, torch.zeros(len(limit), dtype=torch.bool))
+    assert not bool(moved.any())
+
+
+def test_contact_switches_of_the_command_line():
+    from ihmr.cli.main import build_parser
+    from ihmr.cli.refine import config_from_args
+
+    parse = build_parser().parse_args
+    on = config_from_args(parse(["refine", "in.npz", "-o", "out.npz"]))
+    assert on.contact and on.snap
+    no_snap = config_from_args(parse(["bench", "refine", "--no-snap"]))
+    assert no_snap.contact and not no_snap.snap
+    assert not config_from_args(parse(["refine", "in.npz", "-o", "out.npz", "--no-contact"])).contact

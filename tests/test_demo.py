@@ -250,7 +250,7 @@ def test_mlp_refinement_in_the_pipeline(monkeypatch):
     res = rec(img, focal=side["focal"])
     (pair,) = res.pairs
     assert pair.max_p_mm_before > 1.0
-    assert set(pair.accepted) == {"tau", "phi", "theta", "beta"}
+    assert set(pair.accepted) == {"tau", "phi", "theta", "beta", "snap"}
     # verification, then the exact guard of refine_pair: neither AVE-P nor MAX-P rises (here the
     # proxy accepts a beta step that would deepen the deepest vertex 8.5 -> 9.0 mm: kept unrefined)
     assert pair.ave_p_mm_after <= pair.ave_p_mm_before and pair.max_p_mm_after <= pair.max_p_mm_before

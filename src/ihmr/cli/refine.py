@@ -30,7 +30,8 @@ def config_from_args(args: argparse.Namespace):
     if chosen is not None and set(chosen) - set(order):
         raise InputError(f"--factors {sorted(set(chosen) - set(order))} not in --order {order}")
     kw = dict(factors=factors, verify=not args.no_verify, factorize=not args.no_factorize,
-              collision=args.collision, init=args.init, iterations=args.iterations, contact=not args.no_contact)
+              collision=args.collision, init=args.init, iterations=args.iterations, contact=not args.no_contact,
+              snap=not args.no_snap)
     if args.terms:
         kw["terms"] = _factor_list(args.terms)
     return RefineConfig(**kw).check()
@@ -48,6 +49,8 @@ def _add_switches(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-factorize", action="store_true", help="refine all factors jointly in one stage (ablation)")
     p.add_argument("--no-contact", action="store_true",
                    help="no contact term and criterion: only push colliding hands apart, as in the paper (ablation)")
+    p.add_argument("--no-snap", action="store_true",
+                   help="no contact snap: leave the gaps the stages leave where contact is evidenced (ablation)")
     p.add_argument("--init", choices=["pred", "mean"], default="pred", help="start from the predictions or the mean shape/pose")
     p.add_argument("--terms", default=None, help="objective terms, comma-separated subset of col,2d,3d,tau,reg,finger")
     p.add_argument("--iterations", type=int, default=60, help="Adam steps per stage")

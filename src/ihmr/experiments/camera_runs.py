@@ -161,8 +161,7 @@ def _refine_groups(hands: TwoHands, params: dict[str, Tensor], head: dict[str, A
     N = len(head["own"])
     out = {"params": {k: v.clone() for k, v in params.items()}, "e3d_before": torch.zeros(N, dtype=_DT),
            "e3d_after": torch.zeros(N, dtype=_DT), "seconds": 0.0}
-    factors = config.factors if method == "mlp" or config.factorize else ("all",)
-    out["accepted"] = {f: torch.zeros(N, dtype=torch.bool) for f in factors}
+    out["accepted"] = {}  # stage -> (N,) bool, filled by each group's result
     key = np.stack([head["has_2d"] & (method == "opt"), head["own"]], 1)
     for has_2d, own in np.unique(key, axis=0):
         idx = torch.as_tensor(np.nonzero((key == (has_2d, own)).all(1))[0])
@@ -170,7 +169,7 @@ def _refine_groups(hands: TwoHands, params: dict[str, Tensor], head: dict[str, A
         slack = E3D_SLACK if own else config.e3d_slack
         j3d, j2d = head["j3d"][idx], head["j2d"][idx]
         if method == "mlp":
-            mcfg = MLPRefineConfig(factors=config.factors, verify=config.verify, collision=verify_collision, e3d_slack=slack,
+            mcfg = MLPRefineConfig(factors=config.factors, verify=config.verify, collision=verify_collision, e3d_slack=slack, snap=config.snap,
                                    contact=config.contact)
             res = run_mlp(model, sub, j3d, j2d, mcfg, refiner, batch_size=mlp_batch)
         else:
@@ -182,7 +181,7 @@ def _refine_groups(hands: TwoHands, params: dict[str, Tensor], head: dict[str, A
             out["params"][k][idx] = v.to(_DT)
         out["e3d_before"][idx], out["e3d_after"][idx] = res.e3d_before.to(_DT), res.e3d_after.to(_DT)
         for f, v in res.accepted.items():
-            out["accepted"][f][idx] = v
+            out["accepted"].setdefault(f, torch.zeros(N, dtype=torch.bool))[idx] = v
         out["seconds"] += res.seconds
     return out
 

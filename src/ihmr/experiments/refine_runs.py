@@ -109,7 +109,8 @@ def refine_npz(input_path: str | Path, output_path: str | Path, config: RefineCo
     t = lambda k: torch.as_tensor(d[k], dtype=torch.float64)  # noqa: E731
     params = {k: t(k) for k in ("beta", "phi", "theta", "tau")}
     if method == "mlp":
-        mcfg = MLPRefineConfig(factors=config.factors, verify=config.verify, collision=verify_collision, contact=config.contact)
+        mcfg = MLPRefineConfig(factors=config.factors, verify=config.verify, collision=verify_collision, contact=config.contact,
+                               snap=config.snap)
         res = run_mlp(model, params, t("j3d"), t("j2d"), mcfg, refiner, batch_size=mlp_batch)
     else:
         res = refine_opt(hands, params, t("j3d"), t("j2d"), t("cam"), config, batch_size=batch)

@@ -180,7 +180,7 @@ def _mlp_row(cfg: BenchRefineConfig, hands: TwoHands, data, gt: torch.Tensor, id
     pred = {k: v[idx] for k, v in data.pred.items()}
     before = evaluate_params(hands, pred, sub_gt, gt_params=gtp)
     mcfg = MLPRefineConfig(factors=cfg.refine.factors, verify=cfg.refine.verify, collision=cfg.verify_collision,
-                          contact=cfg.refine.contact)
+                          contact=cfg.refine.contact, snap=cfg.refine.snap)
     res = run_mlp(cfg.model, pred, data.j3d[idx], data.j2d[idx], mcfg, refiner, batch_size=cfg.mlp_batch)
     after = evaluate_params(hands, res.params, sub_gt, gt_params=gtp)
     row = _row(f"IHMR-MLP ({cfg.verify_collision} verification, B = {cfg.mlp_batch})", before, after, res.seconds, parts)
