@@ -4,9 +4,12 @@ Run (from the project root)::
 
     PYTHONPATH=src PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/bench_demo.py [--data DIR] [--no-box] [--write DIR]
 
-Per frame: hands found (side and source), MPJPE (per-hand wrist aligned, right / left / both) and
-I-MPJPE of the final 3D joints (``ihmr.metrics``), the mean 2D error of the detected landmarks
-against the projected ground truth, AVE-P / MAX-P before -> after refinement, and time per stage.
+Per frame: hands found (side and source), MPJPE (per-hand wrist aligned, right / left / both),
+I-MPJPE and MRRPE (the left wrist's error relative to the right) of the final 3D joints
+(``ihmr.metrics``), the mean 2D error of the detected landmarks against the projected ground truth,
+AVE-P / MAX-P before -> after refinement, the pair's surface gap after it (mm, 0 when penetrating),
+the mean reprojection error (px) of the pair's 3D joints against the detected landmarks before ->
+after refinement, and time per stage.
 A side that was not found is left out of MPJPE (and I-MPJPE needs both). Also prints the model
 loading time, the first image's time and the steady-state time (the frames run a second time);
 with ``--write`` these include writing the outputs (rendering), as ``ihmr demo`` does.
@@ -60,7 +63,7 @@ def ground_truth(ann, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def evaluate(res, gt: np.ndarray, valid: np.ndarray, gt_uv: np.ndarray) -> dict:
-    from ihmr.metrics import i_mpjpe, mpjpe
+    from ihmr.metrics import i_mpjpe, mpjpe, mrrpe
 
     pred = np.zeros((2, 21, 3))
     uv = np.zeros((2, 21, 2))
@@ -81,7 +84,33 @@ def evaluate(res, gt: np.ndarray, valid: np.ndarray, gt_uv: np.ndarray) -> dict:
         out["err2d"] = [float(np.linalg.norm(uv[s] - gt_uv[s], axis=1).mean()) if found[s] else float("nan") for s in range(2)]
     if found.all():
         out["i_mpjpe"] = i_mpjpe(pred[None], gt[None], m[None]).value
+        out["mrrpe"] = mrrpe(pred[None], gt[None], m[None]).value
+    if res.pairs:
+        out.update(pair_figures(res))
     return out
+
+
+def pair_figures(res) -> dict:
+    """The first pair's surface gap after refinement (mm; 0 when the meshes penetrate) and the mean
+    2D reprojection error (px) of its final and its unrefined 3D joints against the detected
+    landmarks of both hands."""
+    import torch
+
+    from ihmr.collision.distance import surface_gap
+    from ihmr.geometry.camera import project_points
+
+    p = res.pairs[0]
+    hr, hl = res.hands[p.right], res.hands[p.left]
+    v = torch.as_tensor(np.stack([hr.vertices, hl.vertices])[None])
+    gap = float(surface_gap(v, torch.as_tensor(res.faces), torch.tensor([p.max_p_mm_after > 0]))[0]) * 1000
+    lm = np.stack([hr.joints_2d, hl.joints_2d])
+
+    def reproj(joints: np.ndarray) -> float:
+        return float(np.linalg.norm(project_points(joints.reshape(1, -1, 3), res.K[None]).reshape(2, 21, 2) - lm, axis=-1).mean())
+
+    after = reproj(np.stack([hr.joints_3d, hl.joints_3d]))
+    before = reproj(p.joints_before) if p.joints_before is not None else float("nan")
+    return {"gap_mm": gap, "reproj_before": before, "reproj_after": after}
 
 
 def fmt(x, spec=".1f") -> str:
@@ -142,7 +171,7 @@ def main(argv=None) -> int:
                     continue
                 gt, valid, gt_uv = ground_truth(ann, stem)
                 if res is None:
-                    rows.append((stem, "box" if use_box else "none", err, *["-"] * 7, f"{dt:.2f}", "-"))
+                    rows.append((stem, "box" if use_box else "none", err, *["-"] * 10, f"{dt:.2f}", "-"))
                     continue
                 ev = evaluate(res, gt, valid, gt_uv)
                 hands = ", ".join(f"{h.side[0].upper()}:{h.source}" for h in res.hands)
@@ -150,10 +179,13 @@ def main(argv=None) -> int:
                 stages = " ".join(f"{k} {v:.2f}" for k, v in res.timings_s.items())
                 e2 = ev.get("err2d", [float("nan")] * 2)
                 rows.append((stem, "box" if use_box else "none", f"{len(res.hands)} ({hands})", fmt(ev.get("mpjpe")),
-                             fmt(ev.get("mpjpe_r")), fmt(ev.get("mpjpe_l")), fmt(ev.get("i_mpjpe")),
-                             f"{fmt(e2[0])} / {fmt(e2[1])}", pen, str(len(res.pairs)), f"{dt:.2f}", stages))
-    print("| image | box | hands found (side:source) | MPJPE mm | R | L | I-MPJPE mm | 2D err px R / L | AVE-P/MAX-P mm before -> after | pairs | s | stages s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                             fmt(ev.get("mpjpe_r")), fmt(ev.get("mpjpe_l")), fmt(ev.get("i_mpjpe")), fmt(ev.get("mrrpe")),
+                             f"{fmt(e2[0])} / {fmt(e2[1])}", pen, fmt(ev.get("gap_mm")),
+                             f"{fmt(ev.get('reproj_before'))} -> {fmt(ev.get('reproj_after'))}" if res.pairs else "-",
+                             str(len(res.pairs)), f"{dt:.2f}", stages))
+    print("| image | box | hands found (side:source) | MPJPE mm | R | L | I-MPJPE mm | MRRPE mm | 2D err px R / L "
+          "| AVE-P/MAX-P mm before -> after | gap mm | reproj px before -> after | pairs | s | stages s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
     print(f"\nimports {t_import:.2f} s, model loading {t_load:.2f} s, first image {first:.2f} s, "

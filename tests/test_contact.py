@@ -269,8 +269,13 @@ def test_close_gaps_keeps_the_error_limit_and_the_rows(two_hands64, synth12):
     limit = joint_error(out.joints, exact)
     _, moved, _ = close_gaps(out.vertices, out.joints, hands.faces, exact, limit, torch.ones(len(limit), dtype=torch.bool))
     assert not bool(moved.any())
-    _, moved, _ = close_gaps(out.vertices, out.joints, hands.faces, exact, limit + 1.0, torch.zeros(len(limit), dtype=torch.bool))
-    assert not bool(moved.any())
+    loose = limit + 1.0
+    d_all, m_all, e_all = close_gaps(out.vertices, out.joints, hands.faces, exact, loose, torch.ones(len(limit), dtype=torch.bool))
+    assert bool(m_all.any())
+    rows = torch.arange(len(limit)) % 2 == 1  # each sample is snapped on its own: a subset gives its part
+    d, m, e = close_gaps(out.vertices, out.joints, hands.faces, exact, loose, rows)
+    assert torch.equal(m, m_all & rows) and torch.equal(d[rows], d_all[rows]) and torch.all(d[~rows] == 0)
+    torch.testing.assert_close(e[m], e_all[m])
 
 
 def test_contact_switches_of_the_command_line():
@@ -283,3 +288,28 @@ def test_contact_switches_of_the_command_line():
     no_snap = config_from_args(parse(["bench", "refine", "--no-snap"]))
     assert no_snap.contact and not no_snap.snap
     assert not config_from_args(parse(["refine", "in.npz", "-o", "out.npz", "--no-contact"])).contact
+
+
+def test_snap_moves_pairs_and_its_bookkeeping_matches_the_refined_parameters(two_hands64, synth12):
+    from ihmr.refine.objective import Targets
+
+    hands = two_hands64
+    pred, j3d, j2d, cam = _separated(hands, synth12, push=0.008)
+    res = refine_opt(hands, pred, j3d, j2d, cam, RefineConfig(**FAST), progress=False)
+    off = refine_opt(hands, pred, j3d, j2d, cam, RefineConfig(**FAST, snap=False), progress=False)
+    assert "snap" not in off.accepted and bool(res.accepted["snap"].any())
+    for k in ("beta", "phi", "theta"):  # the snap moves tau only, after the same stages
+        torch.testing.assert_close(res.params[k], off.params[k], rtol=0, atol=0)
+    moved = res.accepted["snap"]
+    assert torch.equal(res.params["tau"][~moved], off.params["tau"][~moved])
+    out = hands(**res.params)
+    torch.testing.assert_close(res.e3d_after, joint_error(out.joints, Targets.from_joint_head(j3d, j2d, cam).j3d))
+    ev = res.contact
+    gap = surface_gap(out.vertices[ev], hands.faces, res.e_col_after[ev] > 0, RefineConfig().contact_band)
+    torch.testing.assert_close(res.gap_after[ev], gap)
+    assert torch.all(res.gap_after[ev] <= off.gap_after[ev] + 1e-12)  # it only closes gaps
+    assert torch.all(res.e3d_after <= res.e3d_before + 1e-12)
+    assert find_penetrations(out.vertices[moved], hands.faces).batch.numel() == 0
+    # not without verification, nor when tau is not refined
+    for cfg in (RefineConfig(**FAST, verify=False), RefineConfig(**FAST, factors=("phi",))):
+        assert "snap" not in refine_opt(hands, pred, j3d, j2d, cam, cfg, progress=False).accepted

@@ -282,3 +282,74 @@ def test_pair_translations_recover_consistent_hands_and_pull_depths_together():
     assert alone[2] - 0.8 > 0.25
     assert 0.8 < T_l2[2] < 0.8 + 0.7 * (alone[2] - 0.8)  # pulled at least 30 % towards the partner
     assert T_r2[2] > T_true[0][2] + 1e-3  # and the partner towards it
+
+
+def _camera_pair(hands, params, depth=0.6, apart=0.0, i=0):
+    """HandResults of synthetic pair ``i`` placed ``depth`` m in front of the camera, the left hand
+    moved ``apart`` m farther along its wrist's ray; landmarks = the 2D projection of the joints."""
+    from ihmr.geometry.camera import project_points
+    from ihmr.pipeline import HandResult
+
+    K = np.array([[900.0, 0, 320], [0, 900.0, 240], [0, 0, 1]])
+    out = hands(**{k: v[i:i + 1] for k, v in params.items()})
+    v, j = out.vertices[0].numpy().copy(), out.joints[0].numpy().copy()
+    off = np.array([0.0, 0.0, depth]) - j[:, :1].mean(0)  # the pair's wrists around the optical axis
+    v, j = v + off, j + off
+    ray = j[1, 0] / j[1, 0, 2]
+    v[1], j[1] = v[1] + apart * ray, j[1] + apart * ray
+    uv = project_points(j.reshape(1, -1, 3), K[None]).reshape(2, 21, 2)
+    res = [HandResult(side=s, score=1.0, params={"wrist": j[h, 0].copy()}, joints_3d=j[h], joints_2d=uv[h], vertices=v[h],
+                      source="test", landmarks_3d=j[h].copy()) for h, s in enumerate(("right", "left"))]
+    return res, K
+
+
+def test_touch_pair_brings_overlapping_hands_into_contact_in_depth(two_hands64, synth12):
+    import torch
+
+    from ihmr.collision.distance import surface_gap
+    from ihmr.collision.exact import penetration_depths
+    from ihmr.geometry.camera import project_points
+    from ihmr.metrics import CONTACT_THRESHOLD
+    from ihmr.pipeline import touch_pair
+
+    faces = two_hands64.faces.numpy()
+
+    def gap_of(hr, hl):
+        return float(surface_gap(torch.as_tensor(np.stack([hr.vertices, hl.vertices])[None]), two_hands64.faces, torch.tensor([False]))[0])
+
+    # a touching ground-truth pair whose contact faces the camera: 25 mm apart in depth opens a gap
+    # (at 0.8 m: closing it moves the joints' projections by about a pixel, within the 2 px guard)
+    kw = dict(depth=0.8, apart=0.025)
+    i = next(i for i in range(len(synth12)) if gap_of(*_camera_pair(two_hands64, synth12.gt, depth=0.8, i=i)[0]) < 5e-4
+             and gap_of(*_camera_pair(two_hands64, synth12.gt, **kw, i=i)[0]) > 0.008)
+    (hr, hl), K = _camera_pair(two_hands64, synth12.gt, **kw, i=i)
+    wrists_uv = [project_points(h.joints_3d[None, :1], K[None])[0, 0] for h in (hr, hl)]
+    shift = touch_pair(hr, hl, faces, K)
+    assert 0.0 < shift <= 0.05
+    v = torch.as_tensor(np.stack([hr.vertices, hl.vertices])[None])
+    assert float(penetration_depths(v, two_hands64.faces).max()) == 0.0
+    assert gap_of(hr, hl) <= CONTACT_THRESHOLD
+    for h, uv in zip((hr, hl), wrists_uv):  # each hand moved along its wrist's ray, the wrist stays on its landmark
+        np.testing.assert_allclose(project_points(h.joints_3d[None, :1], K[None])[0, 0], uv, atol=1e-6)
+        np.testing.assert_allclose(h.landmarks_3d, h.joints_3d)
+        np.testing.assert_allclose(h.params["wrist"], h.joints_3d[0])
+    assert touch_pair(hr, hl, faces, K) == 0.0  # touching already: left as it is
+    # nearer the camera and farther apart, closing the gap would move the joints' projections more
+    # than 2 px from their landmarks: the guard leaves the pair
+    (hr, hl), K = _camera_pair(two_hands64, synth12.gt, depth=0.6, apart=0.03, i=1)
+    v0 = hl.vertices.copy()
+    assert touch_pair(hr, hl, faces, K) == 0.0
+    np.testing.assert_array_equal(hl.vertices, v0)
+    assert touch_pair(hr, hl, faces, K, max_reprojection_px=10.0) > 0.0
+
+
+def test_touch_pair_leaves_hands_apart_in_the_image(two_hands64, synth12):
+    from ihmr.pipeline import touch_pair
+
+    (hr, hl), K = _camera_pair(two_hands64, synth12.gt, apart=0.0)
+    for h, dx in ((hr, -0.15), (hl, 0.15)):  # 30 cm apart sideways: their images do not overlap
+        h.vertices, h.joints_3d = h.vertices + [dx, 0, 0], h.joints_3d + [dx, 0, 0]
+    before = [h.vertices.copy() for h in (hr, hl)]
+    assert touch_pair(hr, hl, two_hands64.faces.numpy(), K) == 0.0
+    for h, v in zip((hr, hl), before):
+        np.testing.assert_array_equal(h.vertices, v)

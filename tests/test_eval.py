@@ -87,7 +87,8 @@ def test_eval_per_sample_invariants(one_process, eval_setup):
     # The MLP refiner verifies with the sphere proxy: the exact measure may differ a little.
     assert z["mlp__ave_p"].mean() <= base.mean() + 0.05
     for r in ("opt", "mlp"):
-        untouched = ~np.logical_or.reduce([z[f"{r}__accepted_{f}"] for f in ("tau", "phi", "theta", "beta")])
+        untouched = ~np.logical_or.reduce([z[k] for k in z.files if k.startswith(f"{r}__accepted_")])  # the snap too
+        assert f"{r}__accepted_snap" in z.files
         for k in ("beta", "phi", "theta", "tau"):
             assert np.allclose(z[f"{r}__{k}"][untouched], z[f"none__{k}"][untouched], atol=1e-6)
         assert np.allclose(z[f"{r}__mpjpe"][untouched], z["none__mpjpe"][untouched], atol=1e-3)

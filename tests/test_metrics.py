@@ -18,6 +18,7 @@ from ihmr.metrics import (
     metrics_table,
     mpjpe,
     mpvpe,
+    mrrpe,
     penetration_stats,
     sample_metrics,
 )
@@ -34,6 +35,19 @@ def test_translation_per_hand_gives_zero_mpjpe(gt, rng):
     assert r.value == pytest.approx(0.0, abs=1e-9)
     assert r.count.tolist() == [42] * 6
     assert mpjpe(torch.as_tensor(pred.reshape(6, 42, 3)), gt.reshape(6, 42, 3)).value == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mrrpe_known_answer_and_invariance(gt, rng):
+    pred = gt + rng.normal(size=(6, 1, 1, 3))  # the pair moved as a whole: no relative error
+    assert mrrpe(pred, gt).value == pytest.approx(0.0, abs=1e-9)
+    pred[:, 1] += [0.0, 0.006, 0.008]  # the left hand 10 mm off relative to the right
+    r = mrrpe(pred, gt)
+    assert r.value == pytest.approx(10.0) and r.count.tolist() == [1] * 6
+    valid = np.ones((6, 2, 21), bool)
+    valid[0, 1, 0] = False  # sample 0 has no left wrist: not counted
+    with pytest.warns(RuntimeWarning):
+        r = mrrpe(pred, gt, valid)
+    assert r.count.tolist() == [0] + [1] * 5 and np.isnan(r.per_sample[0])
 
 
 def test_known_mpjpe_value_in_mm(gt):

@@ -101,7 +101,7 @@ def test_factor_subset_changes_only_that_factor(hands, synth):
     for k in ("beta", "phi", "theta"):
         torch.testing.assert_close(res.params[k], synth.pred[k], rtol=0, atol=0)
     assert not torch.equal(res.params["tau"], synth.pred["tau"])
-    assert set(res.accepted) == {"tau", "snap"}  # the contact snap (on by default) may move tau too
+    assert set(res.accepted) == {"tau", "snap"}  # the contact snap (on by default, with tau) may move tau too
 
 
 def test_ablation_switches(hands, synth):

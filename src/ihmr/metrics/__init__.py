@@ -12,13 +12,14 @@ from ihmr.metrics.penetration import (
     penetration_depths,
     penetration_stats,
 )
-from ihmr.metrics.pose import PoseError, i_mpjpe, i_mpvpe, mpjpe, mpvpe
+from ihmr.metrics.pose import PoseError, i_mpjpe, i_mpvpe, mpjpe, mpvpe, mrrpe
 from ihmr.metrics.table import MetricsTable, SampleMetrics, metrics_table, sample_metrics
 
 __all__ = [
     "PoseError",
     "mpjpe",
     "i_mpjpe",
+    "mrrpe",
     "mpvpe",
     "i_mpvpe",
     "CONTACT_THRESHOLD",

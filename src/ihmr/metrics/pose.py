@@ -6,6 +6,8 @@
   mean, divided by its std) and mapped to the ground truth's mean and std (anisotropic scale +
   translation, no rotation); pooled mean.
 - MPVPE / I-MPVPE: the same on mesh vertices (every vertex valid), wrists from the joints.
+- MRRPE: the error of the left wrist's position relative to the right wrist (the relative root
+  position error of InterHand2.6M's two-hand methods), per sample with both wrists valid.
 
 Inputs are in metres: joints ``(B, 2, 21, 3)`` (MANO order, hand 0 = right) or ``(B, 42, 3)``
 (right 0-20, left 21-41, MANO order); masks ``(B, 2, 21)`` / ``(B, 42)`` bool.
@@ -20,7 +22,7 @@ import numpy as np
 
 from ihmr.errors import InputError
 
-__all__ = ["PoseError", "as_two_hand", "mpjpe", "i_mpjpe", "mpvpe", "i_mpvpe"]
+__all__ = ["PoseError", "as_two_hand", "mpjpe", "i_mpjpe", "mrrpe", "mpvpe", "i_mpvpe"]
 
 
 @dataclass
@@ -118,6 +120,15 @@ def i_mpjpe(pred, gt, valid=None) -> PoseError:
     m = m & (m.sum(1, keepdims=True) >= 2)  # a std needs two points
     err = np.linalg.norm(_standardise_to(p, g, m) - g, axis=-1)
     return _pool(err, m, "I-MPJPE")
+
+
+def mrrpe(pred, gt, valid=None) -> PoseError:
+    """MRRPE (mm): ``|(left wrist - right wrist) - the same of the ground truth|`` per sample, over
+    the samples whose two ground-truth wrists are valid (one point each)."""
+    p, m = as_two_hand(pred, valid)
+    g, _ = as_two_hand(gt, valid)
+    err = np.linalg.norm((p[:, 1, 0] - p[:, 0, 0]) - (g[:, 1, 0] - g[:, 0, 0]), axis=-1)  # (B,)
+    return _pool(err[:, None], (m[:, 0, 0] & m[:, 1, 0])[:, None], "MRRPE")
 
 
 def mpvpe(pred_vertices, gt_vertices, pred_joints, gt_joints) -> PoseError:

@@ -1,7 +1,9 @@
 """Placing and pairing hands: the perspective root translation of one hand from its landmarks, the
-translations of two interacting hands fitted together, and the pairing of right and left hands.
+translations of two interacting hands fitted together, the pairing of right and left hands, and
+bringing the hands of a pair that overlap in the image into contact in depth (:func:`touch_pair`).
 
-Pure numpy. Units: metres (3D), pixels (2D); ``K (3, 3)`` the camera intrinsics.
+Units: metres (3D), pixels (2D); ``K (3, 3)`` the camera intrinsics. Pure numpy but for
+:func:`touch_pair`, which measures the meshes with :mod:`ihmr.collision`.
 """
 
 from __future__ import annotations
@@ -9,18 +11,28 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
+from ihmr.collision.distance import surface_gap
+from ihmr.collision.exact import penetration_depths
 from ihmr.detect import PARTNER_DIST
+from ihmr.geometry.camera import project_points
+from ihmr.metrics.contact import CONTACT_THRESHOLD
 from ihmr.pipeline.results import HandResult, PairResult
 
-__all__ = ["PAIR_DEPTH_SIGMA", "PIXEL_SIGMA", "root_translation", "pair_translations", "partner_distance",
-           "pair_hands", "place_pair", "unpaired"]
+__all__ = ["PAIR_DEPTH_SIGMA", "PIXEL_SIGMA", "TOUCH_MAX_SHIFT", "root_translation", "pair_translations", "partner_distance",
+           "pair_hands", "place_pair", "touch_pair", "unpaired"]
 
 #: Prior spread (m) of the depth difference of two interacting hands' wrists, against the
 #: landmarks' reprojection (:data:`PIXEL_SIGMA` px): monocular depth from a hand's apparent size is
 #: far less certain than the few centimetres two hands in contact can differ by.
 PAIR_DEPTH_SIGMA = 0.05
 PIXEL_SIGMA = 10.0
+#: The most (m) :func:`touch_pair` changes the depth difference of a pair's wrists by.
+TOUCH_MAX_SHIFT = 0.05
+#: Depth shifts tried by :func:`touch_pair`: a coarse grid over ``[0, TOUCH_MAX_SHIFT]``, then a fine
+#: one inside the coarse step where the gap closes.
+_COARSE, _FINE = 26, 9
 
 
 def root_translation(world: np.ndarray, uv: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -99,11 +111,85 @@ def place_pair(hr: HandResult, hl: HandResult, K: np.ndarray) -> None:
     world = [h.landmarks_3d - h.landmarks_3d[0] for h in (hr, hl)]  # wrist-relative metric landmarks
     T_r, T_l = pair_translations(world, [hr.joints_2d, hl.joints_2d], K)
     for h, T in ((hr, T_r), (hl, T_l)):
-        d = T - h.landmarks_3d[0]  # new wrist - old wrist
-        h.landmarks_3d = h.landmarks_3d + d
-        h.joints_3d = h.joints_3d + d
-        h.vertices = h.vertices + d
-        h.params["wrist"] = h.params["wrist"] + d
+        _moved(h, T - h.landmarks_3d[0])  # new wrist - old wrist
+
+
+def _moved(h: HandResult, d: np.ndarray) -> None:
+    """Move everything hand ``h`` holds in camera coordinates by ``d (3,)`` m."""
+    h.landmarks_3d = h.landmarks_3d + d
+    h.joints_3d = h.joints_3d + d
+    h.vertices = h.vertices + d
+    h.params["wrist"] = h.params["wrist"] + d
+
+
+def _reprojection(h: HandResult, K: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``(n,)`` mean pixel distance of hand ``h``'s joints moved by each of ``d (n, 3)`` to its landmarks."""
+    j = h.joints_3d[None] + d[:, None]
+    uv = project_points(j, np.repeat(K[None], len(d), 0))
+    return np.linalg.norm(uv - h.joints_2d[None], axis=-1).mean(1)
+
+
+def touch_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarray, max_shift: float = TOUCH_MAX_SHIFT,
+               touch: float = CONTACT_THRESHOLD, max_reprojection_px: float = 2.0) -> float:
+    """Bring two hands that overlap in the image, but lie apart in depth, into contact (in place).
+
+    A monocular fit places each hand in depth from its apparent size, centimetres off, so two hands
+    that overlap in the image (clasped, interlaced, one over the other) often float apart, and the
+    refinement, which keeps the fitted joints, has nothing to close. Two surfaces can touch only
+    where their images overlap; this moves both hands along their wrists' viewing rays (the right
+    one by half the shift, the left one by the other half, towards each other in depth), which
+    keeps each wrist on its landmark, to the smallest shift (up to ``max_shift``) at which the
+    meshes come within ``touch`` of each other without penetrating (exact test). The move is
+    kept only when neither hand's joints reproject more than ``max_reprojection_px`` farther from
+    its landmarks. Pairs that already touch or penetrate, or whose images do not overlap, are left.
+
+    Args:
+        hr, hl: the right and the left hand (camera coordinates; moved in place).
+        faces: ``(2, F, 3)`` the hand model's faces (right, left).
+        K: ``(3, 3)`` intrinsics.
+
+    Returns:
+        the applied change (m) of the wrists' depth difference, 0 when nothing moved.
+    """
+    f = torch.as_tensor(np.asarray(faces)).long()
+    v0 = np.stack([hr.vertices, hl.vertices])
+    box = [(lambda uv: (uv.min(0), uv.max(0)))(project_points(v[None], K[None])[0]) for v in v0]
+    if np.any(box[0][1] < box[1][0]) or np.any(box[1][1] < box[0][0]):
+        return 0.0  # the images do not overlap: no depth can make the surfaces touch
+    v = torch.as_tensor(v0[None])
+    if float(penetration_depths(v, f).max()) > 0 or float(surface_gap(v, f, torch.tensor([False]))[0]) <= touch:
+        return 0.0
+    rays = [h.joints_3d[0] / np.linalg.norm(h.joints_3d[0]) for h in (hr, hl)]
+    sign = 1.0 if hl.vertices[:, 2].mean() > hr.vertices[:, 2].mean() else -1.0  # +1: the left hand is the farther
+
+    def shifted(shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        dz_r, dz_l = sign * shifts / 2, -sign * shifts / 2  # depth changes of the two wrists
+        d_r = dz_r[:, None] * rays[0] / rays[0][2]
+        d_l = dz_l[:, None] * rays[1] / rays[1][2]
+        verts = torch.as_tensor(np.stack([v0[0][None] + d_r[:, None], v0[1][None] + d_l[:, None]], 1))
+        pen = penetration_depths(verts, f).flatten(1).amax(1).numpy() > 0
+        gap = surface_gap(verts, f, torch.as_tensor(pen)).numpy()
+        return d_r, d_l, np.where(pen, -1.0, gap)  # -1: penetrating
+
+    coarse = np.linspace(0.0, max_shift, _COARSE)
+    _, _, g = shifted(coarse)
+    hit = np.flatnonzero(g <= touch)  # touching or penetrating
+    if hit.size == 0 or hit[0] == 0:
+        return 0.0
+    lo, hi = coarse[hit[0] - 1], coarse[hit[0]]
+    fine = np.linspace(lo, hi, _FINE)
+    d_r, d_l, g = shifted(fine)
+    ok = np.flatnonzero((g >= 0) & (g <= touch))  # touching, not penetrating
+    if ok.size == 0:
+        ok = np.flatnonzero(g >= 0)[-1:]  # the closest shift that does not penetrate
+    k = int(ok[0])
+    before = [_reprojection(h, K, np.zeros((1, 3)))[0] for h in (hr, hl)]
+    after = [_reprojection(h, K, d[k:k + 1])[0] for h, d in ((hr, d_r), (hl, d_l))]
+    if any(a > b + max_reprojection_px for a, b in zip(after, before)):
+        return 0.0
+    _moved(hr, d_r[k])
+    _moved(hl, d_l[k])
+    return float(fine[k])
 
 
 def unpaired(hands: Sequence[HandResult], pairs: Sequence[PairResult]) -> list[int]:

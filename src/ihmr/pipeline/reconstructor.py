@@ -18,7 +18,7 @@ from ihmr.detect import HandDetector
 from ihmr.geometry.camera import intrinsics
 from ihmr.handmodel import TwoHands
 from ihmr.io.images import load_image
-from ihmr.pipeline.pairing import pair_hands, place_pair, unpaired
+from ihmr.pipeline.pairing import pair_hands, place_pair, touch_pair, unpaired
 from ihmr.pipeline.refiners import make_refiner, refine_pair
 from ihmr.pipeline.results import Result
 from ihmr.pipeline.sources import LandmarkSource, NetworkSource, Stage1Source
@@ -55,6 +55,7 @@ class Reconstructor:
                                      else NetworkSource(net, arch, self.hands, detector))
         self.refine = {True: "opt", False: "none"}.get(refine, refine) if isinstance(refine, bool) else str(refine)
         self.refiner = make_refiner(self.refine, self.hands, iterations, refiner, contact)
+        self.contact = contact
         self.threads = threads
 
     @property
@@ -94,6 +95,10 @@ class Reconstructor:
         for i, j in init.pairs if placed else pair_hands(hands):
             if not placed:
                 place_pair(hands[i], hands[j], K)
+                shift = touch_pair(hands[i], hands[j], self.hands.faces.numpy(), K) if self.contact else 0.0
+                if shift > 0:
+                    notes.append(f"right hand {i} and left hand {j} overlap in the image: placed in contact, "
+                                 f"their depths {1000 * shift:.0f} mm closer")
             pairs.append(refine_pair(self.hands, self.refiner, hands, i, j, K))
         lone = [hands[k].side for k in unpaired(hands, pairs)]
         if lone:

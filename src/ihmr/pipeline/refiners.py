@@ -133,4 +133,4 @@ def refine_pair(model: TwoHands, refiner: Refiner, hands: list[HandResult], i: i
                            hand_pose=params["theta"][0, h].numpy(), wrist=hand.joints_3d[0])
     return PairResult(right=i, left=j, ave_p_mm_before=float(d0.mean()), max_p_mm_before=float(d0.max()),
                       ave_p_mm_after=float(d1.mean()), max_p_mm_after=float(d1.max()), accepted=accepted,
-                      vertices_before=before[0].numpy() + wr)
+                      vertices_before=before[0].numpy() + wr, joints_before=unrefined.joints[0].numpy() + wr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -42,6 +43,7 @@ class PairResult:
     max_p_mm_after: float
     accepted: dict[str, bool]
     vertices_before: np.ndarray  # (2, V, 3) camera coordinates
+    joints_before: Optional[np.ndarray] = None  # (2, 21, 3) camera coordinates, MANO order
 
 
 @dataclass

@@ -114,7 +114,8 @@ class RefineConfig:
         touch: a pair touches when its two surfaces come this close (m; the contact metric's
             threshold).
         snap: after the stages, close the gaps left where contact is evidenced by a rigid move of
-            the left hand (:func:`~ihmr.refine.snap.close_gaps`; with ``contact`` only).
+            the left hand (:func:`~ihmr.refine.snap.close_gaps`; only with ``contact``, ``verify``
+            and tau among the ``factors``).
     """
 
     factors: tuple[str, ...] = FACTORS
@@ -426,7 +427,7 @@ def refine_opt(
     N = p_all["beta"].shape[0]
     evidence_all = tg_all.contact if cfg.contact else torch.zeros(N, dtype=torch.bool)
     rec: dict[str, list[Tensor]] = {k: [] for k in ("col_b", "max_b", "e3d_b", "gap_b", "col_a", "max_a", "e3d_a", "gap_a")}
-    snap = cfg.contact and cfg.snap
+    snap = cfg.contact and cfg.snap and cfg.verify and "tau" in cfg.factors  # it moves tau, verified
     acc = {f: torch.zeros(N, dtype=torch.bool) for f in (cfg.factors if cfg.factorize else ("all",)) + (("snap",) if snap else ())}
     stages = [(f,) for f in cfg.factors] if cfg.factorize else [tuple(cfg.factors)]
     bar = tqdm(total=N, desc="refine (opt)", disable=not progress, unit="sample")

@@ -90,8 +90,8 @@ class MLPRefineConfig:
             test); measured with the snap: (1, 0.5, 1.5) / (1, 0.75, 0.5, 0.25) gave I-MPJPE -28.7 /
             -29.2 %, contact gap -48.8 / -49.8 %, AVE-P -93.9 / -93.8 % at the same speed.
         snap: after the passes, close the gaps left where contact is evidenced by a rigid move of
-            the left hand (:func:`~ihmr.refine.snap.close_gaps`, checked exactly; with ``contact``
-            only).
+            the left hand (:func:`~ihmr.refine.snap.close_gaps`, checked exactly; only with
+            ``contact``, ``verify`` and tau among the ``factors``).
     """
 
     factors: tuple[str, ...] = FACTORS
@@ -109,7 +109,7 @@ class MLPRefineConfig:
     snap: bool = True
 
     def check(self) -> "MLPRefineConfig":
-        if self.passes < 1 or not self.steps or not all(x > 0 for x in self.steps + tuple(self.centroid_steps)):
+        if self.passes < 1 or not self.steps or not all(x > 0 for x in tuple(self.steps) + tuple(self.centroid_steps)):
             raise InputError(f"passes, steps and centroid_steps must be positive, got {self.passes}, {self.steps} and {self.centroid_steps}")
         if not self.factors or set(self.factors) - set(FACTORS) or len(set(self.factors)) != len(self.factors):
             raise InputError(f"factors must be distinct names among {FACTORS}, got {self.factors}")
@@ -296,7 +296,8 @@ def _snap(hands: TwoHands, proxy: SphereProxy, state: PairState, j3d: Tensor, ro
     # the verification's own measures must agree: no collision, no wider gap
     faces, sp = (hands.faces, proxy) if subset is None else (subset.faces, subset.proxy)
     old_gap = sphere_gap(state.vertices[g], state.joints[g], faces, sp)
-    keep = (new.e_col <= state.e_col[g]) & (sphere_gap(new.vertices, new.joints, faces, sp) <= torch.clamp(old_gap, min=cfg.touch))
+    keep = (new.e_col <= state.e_col[g]) & (new.e3d <= limit[g]) & \
+        (sphere_gap(new.vertices, new.joints, faces, sp) <= torch.clamp(old_gap, min=cfg.touch))
     moved[g[keep]] = True
     return state.select(keep, new, g), moved
 
@@ -350,7 +351,7 @@ def refine_mlp(
     search = "dense" if cfg.reference else "groups"
     out = {k: [] for k in ("e_col_b", "max_b", "e3d_b", "gap_b", "e_col_a", "max_a", "e3d_a", "gap_a")}
     evidence_all = contact_evidence(j3_all) if cfg.contact else torch.zeros(N, dtype=torch.bool)
-    snap = cfg.contact and cfg.snap
+    snap = cfg.contact and cfg.snap and cfg.verify and "tau" in cfg.factors  # it moves tau, verified
     acc = {f: torch.zeros(N, dtype=torch.bool) for f in cfg.factors + (("snap",) if snap else ())}
     bar = tqdm(total=N, desc="refine (mlp)", disable=not progress, unit="sample")
     for s in range(0, N, batch_size):

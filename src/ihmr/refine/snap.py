@@ -12,11 +12,13 @@ passes) and keeps the move only where
 - the 3D-joint error stays at or below ``limit``: the refiners pass the error of their *input*
   (plus their ``e3d_slack``), so the refinement as a whole still never raises it.
 
-Moving along the nearest points' line brings that pair to within the margin, so the gap never
-widens. Measured on the two-sided benchmark (Inter-Close, n = 134, sigma 10 mm), after OPT: 51 of
+Any fraction of the move brings the nearest (vertex, triangle) pair closer, and the gap (the
+smallest vertex-to-surface distance of either hand, as :func:`~ihmr.collision.distance.surface_gap`
+measures it) is at most that pair's distance, so the gap never widens; the full move leaves it at
+most the margin. Measured on the two-sided benchmark (Inter-Close, n = 134, sigma 10 mm), after OPT: 51 of
 the 134 evidenced pairs had a gap above 0.3 mm, 47 were snapped; contact gap on the separated part
-8.36 -> 7.89 mm, I-MPJPE 7.272 -> 7.265 mm. With the stricter limit of the refined error (no use of
-the earlier stages' gain) 29 were snapped and the gap was 8.11 mm.
+8.36 -> 7.94 mm, I-MPJPE 7.272 -> 7.24 mm (docs/bench_refine.md). With the stricter limit of the
+refined error (no use of the earlier stages' gain) fewer pairs moved and the gap stayed near 8.1 mm.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def close_gaps(vertices: Tensor, joints: Tensor, faces: Tensor, target: Tensor, 
     """Translations of the left hand that close the gaps of the samples ``rows`` (see the module).
 
     Args:
-        vertices: ``(B, 2, V, 3)`` m, the refined pairs (right hand first).
+        vertices: ``(B, 2, V, 3)`` m, the refined pairs (right hand first; CPU tensors).
         joints: ``(B, 2, 21, 3)`` m, their joints.
         faces: ``(2, F, 3)`` closed, outward oriented.
         target: ``(B, 2, 21, 3)`` the joint head's joints (:func:`~ihmr.refine.objective.joint_error`).
@@ -67,13 +69,11 @@ def close_gaps(vertices: Tensor, joints: Tensor, faces: Tensor, target: Tensor, 
     if cand.numel() == 0:
         return delta, moved, e3d
     v = vertices[cand].detach()
-    # The nearest pair of each sample, from the right hand's vertices to the left hand's surface
-    # (one search per sample; the left hand's vertices are left out as ``inside`` ones are) and
-    # without the inside test: a pair that penetrates after all (the MLP verifies on a proxy)
-    # finds a near pair like any other, and the exact check of the moved pair keeps it unmoved.
-    skip = torch.zeros(v.shape[:3], dtype=torch.bool)
-    skip[:, 1] = True
-    near = find_near(v, faces, band, inside=skip)
+    # The nearest (vertex, triangle) pair of each sample, from both hands' vertices (the gap as
+    # surface_gap measures it), without the inside test (``inside`` given as none): a pair that
+    # penetrates after all (the MLP verifies on a proxy) finds a near pair like any other, and the
+    # exact check of the moved pair keeps it unmoved.
+    near = find_near(v, faces, band, inside=torch.zeros(v.shape[:3], dtype=torch.bool))
     nearest, gap = contact_pairs(near, 1, len(cand))
     keep = (gap[nearest.batch] > margin) & torch.isfinite(gap[nearest.batch])  # touching pairs are left alone
     local, h, vid, fid = (x[keep] for x in (nearest.batch, nearest.hand, nearest.vertex, nearest.face))
