@@ -113,23 +113,32 @@ def pair_figures(res) -> dict:
     return {"gap_mm": gap, "reproj_before": before, "reproj_after": after}
 
 
+def parse_sample_args(ap: argparse.ArgumentParser, argv, prog: str):
+    """Parse ``argv`` (``ap`` has ``--data``), silence RuntimeWarnings; None (and a message) when the
+    sample folder is missing."""
+    import warnings
+
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    if not args.data.is_dir():
+        print(f"{prog}: {args.data} not found", file=sys.stderr)
+        return None
+    return args
+
+
 def fmt(x, spec=".1f") -> str:
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, spec)
 
 
 def main(argv=None) -> int:
-    import warnings
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="the InterHand2.6M sample folder")
     ap.add_argument("--no-box", action="store_true", help="also run without the data set's box")
     ap.add_argument("--all", action="store_true", help="also the sample's two single-hand frames (box and focal from the annotation)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the process (the pipeline may set its own)")
     ap.add_argument("--write", type=Path, default=None, help="also write the outputs (overlay, views, meshes, JSON) here and time them")
-    args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore", category=RuntimeWarning)
-    if not args.data.is_dir():
-        print(f"bench_demo: {args.data} not found", file=sys.stderr)
+    args = parse_sample_args(ap, argv, "bench_demo")
+    if args is None:
         return 2
     t_start = time.perf_counter()
     c_start = time.process_time()

@@ -63,6 +63,23 @@ def test_no_hands(reconstructor):
         reconstructor(np.full((120, 160, 3), 40, np.uint8))
 
 
+SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "interhand26m_sample"
+
+
+@pytest.mark.skipif(not (SAMPLE / "image2017.jpg").exists(), reason=f"InterHand2.6M sample not found at {SAMPLE}")
+def test_weak_palm_is_tried_when_no_hand_is_found(reconstructor):
+    """The grey-scale thumbs-up frame: its palm scores 0.07, below the first pass's 0.2; the second
+    pass finds the one right hand (wrist near (200, 190) px; benchmarks/bench_demo.py: 8.5 px mean
+    landmark error against the projected ground truth)."""
+    from ihmr.detect.hands import LOW_PALM_SCORE, MIN_PALM_SCORE
+
+    assert LOW_PALM_SCORE < MIN_PALM_SCORE
+    det = reconstructor.detector(load_image(SAMPLE / "image2017.jpg"))
+    assert [h.side for h in det.hands] == ["right"] and det.hands[0].source == "palm_detector"
+    assert any("down to a score" in t for t in det.tried) and det.hands[0].score > 0.9
+    assert 60 < det.hands[0].landmarks_2d[0, 0] < 260 and 120 < det.hands[0].landmarks_2d[0, 1] < 300
+
+
 def test_pipeline_on_bundled_example(reconstructor):
     """Clasped hands (image69148): both hands, each found once, on the right side of the body."""
     from ihmr.detect import overlap
@@ -353,3 +370,78 @@ def test_touch_pair_leaves_hands_apart_in_the_image(two_hands64, synth12):
     assert touch_pair(hr, hl, two_hands64.faces.numpy(), K) == 0.0
     for h, v in zip((hr, hl), before):
         np.testing.assert_array_equal(h.vertices, v)
+
+
+def test_separate_pair_moves_penetrating_hands_apart_in_depth(two_hands64, synth12):
+    import torch
+
+    from ihmr.collision.exact import penetration_depths
+    from ihmr.geometry.camera import project_points
+    from ihmr.pipeline import separate_pair
+
+    faces = two_hands64.faces.numpy()
+
+    def depth_of(hr, hl):
+        return penetration_depths(torch.as_tensor(np.stack([hr.vertices, hl.vertices])[None]), two_hands64.faces)[0].numpy()
+
+    # a touching pair pushed 6 mm into each other along the left wrist's ray
+    i = next(i for i in range(len(synth12)) if depth_of(*_camera_pair(two_hands64, synth12.gt, depth=0.8, apart=-0.006, i=i)[0]).max() > 1e-3)
+    (hr, hl), K = _camera_pair(two_hands64, synth12.gt, depth=0.8, apart=-0.006, i=i)
+    before = depth_of(hr, hl).max()
+    wrists_uv = [project_points(h.joints_3d[None, :1], K[None])[0, 0] for h in (hr, hl)]
+    shift, d = separate_pair(hr, hl, faces, K, max_reprojection_px=10.0)
+    assert 0.0 < shift <= 0.05
+    np.testing.assert_allclose(d, depth_of(hr, hl))  # the returned depths are the pair's as left
+    assert d.max() < before
+    for h, uv in zip((hr, hl), wrists_uv):  # along the wrists' rays: each wrist stays on its landmark
+        np.testing.assert_allclose(project_points(h.joints_3d[None, :1], K[None])[0, 0], uv, atol=1e-6)
+        np.testing.assert_allclose(h.params["wrist"], h.joints_3d[0])
+    if d.max() == 0.0:
+        assert separate_pair(hr, hl, faces, K)[0] == 0.0  # collision-free: left as it is
+    (hr, hl), K = _camera_pair(two_hands64, synth12.gt, depth=0.8, apart=-0.006, i=i)
+    v0 = hl.vertices.copy()
+    assert separate_pair(hr, hl, faces, K, max_reprojection_px=0.0)[0] == 0.0  # the 2D guard
+    np.testing.assert_array_equal(hl.vertices, v0)
+
+
+def test_opt_refiner_escalates_while_penetration_is_left(monkeypatch, two_hands64):
+    """Further rounds (stronger collision weight) run while the exact MAX-P is above 0; a round is
+    kept only if it lowers MAX-P and keeps the 2D reprojection within 2 px."""
+    import torch
+
+    import ihmr.pipeline.refiners as rf
+    from ihmr.refine.factorized import RefineResult
+
+    calls = []
+
+    def fake(hands, params, *a, **k):
+        calls.append(a[3].weights["theta"]["col"])
+        deepest, dx = script[len(calls) - 1]
+        out = dict(params, tau=params["tau"] + torch.tensor([[dx, 0.0, 0.0]], dtype=params["tau"].dtype))
+        z = torch.zeros(1, dtype=torch.float64)
+        return RefineResult(params=out, e_col_before=z, e_col_after=z, e3d_before=z, e3d_after=z, max_before=z,
+                            max_after=torch.tensor([deepest]), accepted={f: torch.tensor([len(calls) == 2]) for f in ("tau", "phi", "theta", "beta")},
+                            seconds=0.0)
+
+    monkeypatch.setattr(rf, "refine_opt", fake)
+    p = {"beta": torch.zeros(1, 2, 10, dtype=torch.float64), "phi": torch.zeros(1, 2, 3, dtype=torch.float64),
+         "theta": torch.zeros(1, 2, 45, dtype=torch.float64), "tau": torch.tensor([[0.1, 0.0, 0.0]], dtype=torch.float64)}
+    persp = torch.tensor([[900.0, 320.0, 240.0, 0.0, 0.0, 0.6]], dtype=torch.float64)
+    j3d = two_hands64(**p).joints.double()
+    from ihmr.geometry.camera import project_points
+
+    K = np.array([[[900.0, 0, 320], [0, 900.0, 240], [0, 0, 1]]])
+    j2d = torch.as_tensor(project_points(j3d[0].reshape(1, 42, 3).numpy() + [0, 0, 0.6], K).reshape(1, 2, 21, 2))
+    ref = rf.OptRefiner(two_hands64)
+    base = rf.default_weights()["theta"]["col"]
+    script = [(0.004, 0.0), (0.002, 0.0), (0.0, 0.0)]  # each round lowers MAX-P: all three run
+    out, acc = ref.refine(p, j3d, j2d, persp)
+    assert calls == [base, base * rf.ESCALATE_COLLISION, base * rf.ESCALATE_COLLISION] and acc["tau"]
+    calls.clear()
+    script = [(0.004, 0.0), (0.005, 0.0)]  # a round that deepens it is dropped
+    out, _ = ref.refine(p, j3d, j2d, persp)
+    assert len(calls) == 2
+    calls.clear()
+    script = [(0.004, 0.0), (0.0, 0.05)]  # a round that moves the left hand 5 cm in the image is dropped
+    out, _ = ref.refine(p, j3d, j2d, persp)
+    assert len(calls) == 2 and float(out["tau"][0, 0]) == 0.1

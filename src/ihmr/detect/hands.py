@@ -20,7 +20,11 @@ itself is imported only for the fallback in step 5):
    270 degrees), keeping the most confident distinct hand of the other side.
 4. Two detections are the same hand when their landmarks overlap strongly (:func:`overlap`); the
    model's handedness output does not count there, as it is unreliable on overlapping hands.
-5. If nothing at all is found, MediaPipe's legacy ``mediapipe.solutions.hands`` pipeline.
+5. If nothing at all is found (also on the boxes), the palms down to :data:`LOW_PALM_SCORE` (a
+   grey-scale frame's thumbs-up hand scores 0.07 as a palm and 0.99 as a hand); then MediaPipe's
+   legacy ``mediapipe.solutions.hands`` pipeline. (Before the boxes, a weak palm's hand would make
+   the box search a partner search, which on that frame found a phantom left hand in the same
+   pixels.)
 
 Handedness: the side of each hand is decided by the *chirality* of its metric 3D landmarks
 (:func:`chirality`: on which side of the palm plane, oriented by the index -> pinky direction, the
@@ -41,12 +45,16 @@ from ihmr.detect.landmarks import Detections, HandDetection, box_iou, overlap
 from ihmr.detect.models import LegacyHands, open_models
 from ihmr.detect.tracking import SAME_HAND_ALWAYS, merge_hands, same_hand, track
 
-__all__ = ["PARTNER_DIST", "HandDetector"]
+__all__ = ["PARTNER_DIST", "MIN_PALM_SCORE", "LOW_PALM_SCORE", "HandDetector"]
 
 #: Most square tiles the palm detector sees of an image far from square (bounds its cost).
 MAX_TILES = 4
 #: Lowest palm-detector score proposed to the landmark model (MediaPipe's own default is 0.5).
 MIN_PALM_SCORE = 0.2
+#: Lowest palm score tried when the palms above ``MIN_PALM_SCORE`` gave no hand (the landmark model's
+#: presence score and tracking still decide; measured on the InterHand2.6M sample frames: the right
+#: hand of image2017, palm score 0.072, tracked presence 0.994; no other crop above 0.05 there).
+LOW_PALM_SCORE = 0.05
 #: A hand whose centre is within this many hand sizes of a hand of the other side has its partner.
 #: The pipeline pairs a right and a left hand up to this many sizes apart (``ihmr.pipeline.pairing``).
 PARTNER_DIST = 1.5
@@ -108,9 +116,14 @@ class HandDetector:
         reg, logit = self.palm_model(x)
         return decode_palms(reg, logit, self._anchors, S, pad - origin, thr)
 
-    def _palm_hands(self, image: np.ndarray) -> list[HandDetection]:
+    def _palm_hands(self, image: np.ndarray, min_score: Optional[float] = None,
+                    below: float = float("inf")) -> list[HandDetection]:
+        """Tracked landmark-model hands on the palm crops scoring at least ``min_score`` (default
+        ``min_palm_score``) and below ``below``."""
         hands: list[HandDetection] = []
-        for _, c, size, a in self.palms(image):
+        for score, c, size, a in self.palms(image, min_score):
+            if score >= below:
+                continue
             d = self.landmark_model(image, c[0], c[1], size, "palm_detector", a)
             t = track(self.landmark_model, image, d) if d is not None else None
             if t is not None:
@@ -163,6 +176,9 @@ class HandDetector:
             for x, y, w, h in boxes:
                 tried.append(f"landmark model on tracked crops of box ({x:.0f}, {y:.0f}, {w:.0f}, {h:.0f})")
                 merge_hands(hands, self._search(image, x + w / 2, y + h / 2, max(w, h) * 0.75, "crop", grid, (1.0, 1.3), avoid=hands))
+        if not hands and self._min_palm_score > LOW_PALM_SCORE:
+            tried.append(f"palm detector down to a score of {LOW_PALM_SCORE}")
+            hands = self._palm_hands(image, LOW_PALM_SCORE, below=self._min_palm_score)
         if not hands:
             tried.append("MediaPipe's legacy hands pipeline")
             merge_hands(hands, self._legacy(image))

@@ -7,9 +7,9 @@ The path of one image (:class:`Reconstructor`): load (:mod:`ihmr.io.images`) -> 
 (not imported here: it loads the mesh exporter and renderer, which ``import ihmr`` does not need).
 """
 
-from ihmr.pipeline.pairing import pair_translations, root_translation, touch_pair
+from ihmr.pipeline.pairing import pair_translations, root_translation, separate_pair, touch_pair
 from ihmr.pipeline.reconstructor import Reconstructor, reconstruct
 from ihmr.pipeline.results import HandResult, NoHandsError, PairResult, Result
 
 __all__ = ["NoHandsError", "HandResult", "PairResult", "Result", "Reconstructor", "reconstruct",
-           "root_translation", "pair_translations", "touch_pair"]
+           "root_translation", "pair_translations", "touch_pair", "separate_pair"]

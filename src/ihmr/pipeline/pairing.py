@@ -1,6 +1,7 @@
 """Placing and pairing hands: the perspective root translation of one hand from its landmarks, the
 translations of two interacting hands fitted together, the pairing of right and left hands, and
-bringing the hands of a pair that overlap in the image into contact in depth (:func:`touch_pair`).
+bringing the hands of a pair that overlap in the image into contact in depth (:func:`touch_pair`),
+and moving apart in depth the hands that the refinement left penetrating (:func:`separate_pair`).
 
 Units: metres (3D), pixels (2D); ``K (3, 3)`` the camera intrinsics. Pure numpy but for
 :func:`touch_pair`, which measures the meshes with :mod:`ihmr.collision`.
@@ -8,7 +9,7 @@ Units: metres (3D), pixels (2D); ``K (3, 3)`` the camera intrinsics. Pure numpy 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from ihmr.metrics.contact import CONTACT_THRESHOLD
 from ihmr.pipeline.results import HandResult, PairResult
 
 __all__ = ["PAIR_DEPTH_SIGMA", "PIXEL_SIGMA", "TOUCH_MAX_SHIFT", "root_translation", "pair_translations", "partner_distance",
-           "pair_hands", "place_pair", "touch_pair", "unpaired"]
+           "pair_hands", "place_pair", "touch_pair", "separate_pair", "unpaired"]
 
 #: Prior spread (m) of the depth difference of two interacting hands' wrists, against the
 #: landmarks' reprojection (:data:`PIXEL_SIGMA` px): monocular depth from a hand's apparent size is
@@ -122,11 +123,33 @@ def _moved(h: HandResult, d: np.ndarray) -> None:
     h.params["wrist"] = h.params["wrist"] + d
 
 
-def _reprojection(h: HandResult, K: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """``(n,)`` mean pixel distance of hand ``h``'s joints moved by each of ``d (n, 3)`` to its landmarks."""
-    j = h.joints_3d[None] + d[:, None]
+def _reprojection(h: HandResult, K: np.ndarray, d: np.ndarray, joints: Optional[np.ndarray] = None) -> np.ndarray:
+    """``(n,)`` mean pixel distance of hand ``h``'s joints (or ``joints (21, 3)``) moved by each of
+    ``d (n, 3)`` to its landmarks."""
+    j = (h.joints_3d if joints is None else joints)[None] + d[:, None]
     uv = project_points(j, np.repeat(K[None], len(d), 0))
     return np.linalg.norm(uv - h.joints_2d[None], axis=-1).mean(1)
+
+
+
+def _farther_left(hr: HandResult, hl: HandResult) -> float:
+    """+1 when the left hand is the farther from the camera (by its vertices' mean depth), else -1."""
+    return 1.0 if hl.vertices[:, 2].mean() > hr.vertices[:, 2].mean() else -1.0
+
+
+def _along_rays(hr: HandResult, hl: HandResult, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Moves ``(n, 3)`` of the right and the left hand along their wrists' viewing rays that change
+    the right wrist's depth by ``dz / 2`` and the left one's by ``-dz / 2`` (``dz (n,)`` m)."""
+    rays = [h.joints_3d[0] / h.joints_3d[0][2] for h in (hr, hl)]
+    return (dz / 2)[:, None] * rays[0], (-dz / 2)[:, None] * rays[1]
+
+
+def _measure(v0: np.ndarray, f: torch.Tensor, d_r: np.ndarray, d_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Deepest exact penetration ``(n,)`` m and surface gap ``(n,)`` m (0 where penetrating) of the
+    pair ``v0 (2, V, 3)`` with its hands moved by ``d_r, d_l (n, 3)``."""
+    verts = torch.as_tensor(np.stack([v0[0][None] + d_r[:, None], v0[1][None] + d_l[:, None]], 1))
+    depth = penetration_depths(verts, f).flatten(1).amax(1).numpy()
+    return depth, surface_gap(verts, f, torch.as_tensor(depth > 0)).numpy()
 
 
 def touch_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarray, max_shift: float = TOUCH_MAX_SHIFT,
@@ -159,17 +182,12 @@ def touch_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarray,
     v = torch.as_tensor(v0[None])
     if float(penetration_depths(v, f).max()) > 0 or float(surface_gap(v, f, torch.tensor([False]))[0]) <= touch:
         return 0.0
-    rays = [h.joints_3d[0] / np.linalg.norm(h.joints_3d[0]) for h in (hr, hl)]
-    sign = 1.0 if hl.vertices[:, 2].mean() > hr.vertices[:, 2].mean() else -1.0  # +1: the left hand is the farther
+    sign = _farther_left(hr, hl)
 
     def shifted(shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        dz_r, dz_l = sign * shifts / 2, -sign * shifts / 2  # depth changes of the two wrists
-        d_r = dz_r[:, None] * rays[0] / rays[0][2]
-        d_l = dz_l[:, None] * rays[1] / rays[1][2]
-        verts = torch.as_tensor(np.stack([v0[0][None] + d_r[:, None], v0[1][None] + d_l[:, None]], 1))
-        pen = penetration_depths(verts, f).flatten(1).amax(1).numpy() > 0
-        gap = surface_gap(verts, f, torch.as_tensor(pen)).numpy()
-        return d_r, d_l, np.where(pen, -1.0, gap)  # -1: penetrating
+        d_r, d_l = _along_rays(hr, hl, sign * shifts)
+        depth, gap = _measure(v0, f, d_r, d_l)
+        return d_r, d_l, np.where(depth > 0, -1.0, gap)  # -1: penetrating
 
     coarse = np.linspace(0.0, max_shift, _COARSE)
     _, _, g = shifted(coarse)
@@ -190,6 +208,58 @@ def touch_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarray,
     _moved(hr, d_r[k])
     _moved(hl, d_l[k])
     return float(fine[k])
+
+
+def separate_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarray, max_shift: float = TOUCH_MAX_SHIFT,
+                  max_reprojection_px: float = 2.0, max_p: float = 0.002,
+                  reference: Optional[np.ndarray] = None) -> tuple[float, np.ndarray]:
+    """Move the hands of a pair that still penetrate apart in depth until they do not (in place).
+
+    The refinement keeps the fitted 3D joints, and where those collide themselves (per-hand metric
+    landmarks of overlapping hands) it can leave millimetres of penetration. Depth is what a single
+    image tells least, so the price is paid there: both hands move along their wrists' viewing rays
+    (the farther one away from the camera by half the shift, the nearer one towards it), which
+    keeps each wrist on its landmark, to the smallest shift (up to ``max_shift``, on a grid of
+    about 0.25 mm) without exact penetration, else to the smallest (2 mm grid) with at most
+    ``max_p`` m of it, else to the one with the shallowest (hands interlocked: no depth frees
+    them). The move is
+    kept only when it lowers the deepest penetration and neither hand's joints reproject more than
+    ``max_reprojection_px`` farther from its landmarks than ``reference (2, 21, 3)`` (camera
+    coordinates; e.g. the joints before refinement, so that refinement and move together keep the
+    bound; default: the hands' joints as they are).
+
+    Returns:
+        the applied change (m) of the wrists' depth difference (0 when nothing moved) and the exact
+        penetration depths ``(2, V)`` m of the pair as it is left.
+    """
+    f = torch.as_tensor(np.asarray(faces)).long()
+    v0 = np.stack([hr.vertices, hl.vertices])
+    d0 = penetration_depths(torch.as_tensor(v0[None]), f)[0].numpy()
+    if float(d0.max()) <= 0:
+        return 0.0, d0
+    sign = -_farther_left(hr, hl)  # apart: the farther hand farther
+    coarse = np.linspace(0.0, max_shift, _COARSE)
+    depth, _ = _measure(v0, f, *_along_rays(hr, hl, sign * coarse))
+    free = np.flatnonzero(depth <= 0)
+    if free.size:  # the smallest collision-free shift, on the fine grid below the first coarse one
+        grid = np.linspace(coarse[free[0] - 1], coarse[free[0]], _FINE)
+        fine, _ = _measure(v0, f, *_along_rays(hr, hl, sign * grid))
+        k = int(np.flatnonzero(fine <= 0)[0])
+    else:
+        within = np.flatnonzero(depth <= max_p)
+        grid, k = coarse, int(within[0] if within.size else np.argmin(depth))
+    d_r, d_l = _along_rays(hr, hl, sign * grid[k:k + 1])
+    ref = np.stack([hr.joints_3d, hl.joints_3d]) if reference is None else np.asarray(reference)
+    before = [_reprojection(h, K, np.zeros((1, 3)), r)[0] for h, r in zip((hr, hl), ref)]
+    after = [_reprojection(h, K, d)[0] for h, d in ((hr, d_r), (hl, d_l))]
+    if grid[k] <= 0 or any(a > b + max_reprojection_px for a, b in zip(after, before)):
+        return 0.0, d0
+    d1 = penetration_depths(torch.as_tensor((v0 + np.stack([d_r[0], d_l[0]])[:, None])[None]), f)[0].numpy()
+    if float(d1.max()) >= float(d0.max()):
+        return 0.0, d0
+    _moved(hr, d_r[0])
+    _moved(hl, d_l[0])
+    return float(grid[k]), d1
 
 
 def unpaired(hands: Sequence[HandResult], pairs: Sequence[PairResult]) -> list[int]:

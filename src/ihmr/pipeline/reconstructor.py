@@ -18,7 +18,7 @@ from ihmr.detect import HandDetector
 from ihmr.geometry.camera import intrinsics
 from ihmr.handmodel import TwoHands
 from ihmr.io.images import load_image
-from ihmr.pipeline.pairing import pair_hands, place_pair, touch_pair, unpaired
+from ihmr.pipeline.pairing import pair_hands, place_pair, separate_pair, touch_pair, unpaired
 from ihmr.pipeline.refiners import make_refiner, refine_pair
 from ihmr.pipeline.results import Result
 from ihmr.pipeline.sources import LandmarkSource, NetworkSource, Stage1Source
@@ -99,7 +99,14 @@ class Reconstructor:
                 if shift > 0:
                     notes.append(f"right hand {i} and left hand {j} overlap in the image: placed in contact, "
                                  f"their depths {1000 * shift:.0f} mm closer")
-            pairs.append(refine_pair(self.hands, self.refiner, hands, i, j, K))
+            pair = refine_pair(self.hands, self.refiner, hands, i, j, K)
+            if self.refine != "none" and pair.max_p_mm_after > 0:
+                shift, depth = separate_pair(hands[i], hands[j], self.hands.faces.numpy(), K, reference=pair.joints_before)
+                if shift > 0:
+                    notes.append(f"right hand {i} and left hand {j} still penetrated after refinement (MAX-P "
+                                 f"{pair.max_p_mm_after:.1f} mm): moved apart in depth by {1000 * shift:.1f} mm")
+                    pair.ave_p_mm_after, pair.max_p_mm_after = float(depth.mean()) * 1000, float(depth.max()) * 1000
+            pairs.append(pair)
         lone = [hands[k].side for k in unpaired(hands, pairs)]
         if lone:
             notes.append(f"reconstructed {len(lone)} hand(s) without a partner: {', '.join(lone)}")
