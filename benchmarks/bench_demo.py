@@ -97,19 +97,15 @@ def pair_figures(res) -> dict:
     import torch
 
     from ihmr.collision.distance import surface_gap
-    from ihmr.geometry.camera import project_points
+    from ihmr.geometry.camera import reprojection_error
 
     p = res.pairs[0]
     hr, hl = res.hands[p.right], res.hands[p.left]
     v = torch.as_tensor(np.stack([hr.vertices, hl.vertices])[None])
     gap = float(surface_gap(v, torch.as_tensor(res.faces), torch.tensor([p.max_p_mm_after > 0]))[0]) * 1000
     lm = np.stack([hr.joints_2d, hl.joints_2d])
-
-    def reproj(joints: np.ndarray) -> float:
-        return float(np.linalg.norm(project_points(joints.reshape(1, -1, 3), res.K[None]).reshape(2, 21, 2) - lm, axis=-1).mean())
-
-    after = reproj(np.stack([hr.joints_3d, hl.joints_3d]))
-    before = reproj(p.joints_before) if p.joints_before is not None else float("nan")
+    after = float(reprojection_error(np.stack([hr.joints_3d, hl.joints_3d]), lm, res.K).mean())
+    before = float(reprojection_error(p.joints_before, lm, res.K).mean()) if p.joints_before is not None else float("nan")
     return {"gap_mm": gap, "reproj_before": before, "reproj_after": after}
 
 

@@ -389,59 +389,86 @@ def test_separate_pair_moves_penetrating_hands_apart_in_depth(two_hands64, synth
     (hr, hl), K = _camera_pair(two_hands64, synth12.gt, depth=0.8, apart=-0.006, i=i)
     before = depth_of(hr, hl).max()
     wrists_uv = [project_points(h.joints_3d[None, :1], K[None])[0, 0] for h in (hr, hl)]
-    shift, d = separate_pair(hr, hl, faces, K, max_reprojection_px=10.0)
+    shift, d = separate_pair(hr, hl, faces, K)
     assert 0.0 < shift <= 0.05
     np.testing.assert_allclose(d, depth_of(hr, hl))  # the returned depths are the pair's as left
     assert d.max() < before
     for h, uv in zip((hr, hl), wrists_uv):  # along the wrists' rays: each wrist stays on its landmark
         np.testing.assert_allclose(project_points(h.joints_3d[None, :1], K[None])[0, 0], uv, atol=1e-6)
         np.testing.assert_allclose(h.params["wrist"], h.joints_3d[0])
-    if d.max() == 0.0:
-        assert separate_pair(hr, hl, faces, K)[0] == 0.0  # collision-free: left as it is
+    assert d.max() == 0.0 and separate_pair(hr, hl, faces, K)[0] == 0.0  # collision-free: left as it is
     (hr, hl), K = _camera_pair(two_hands64, synth12.gt, depth=0.8, apart=-0.006, i=i)
     v0 = hl.vertices.copy()
     assert separate_pair(hr, hl, faces, K, max_reprojection_px=0.0)[0] == 0.0  # the 2D guard
     np.testing.assert_array_equal(hl.vertices, v0)
+    # the guard is measured against the reference joints: against a reference 1 cm to the side (about
+    # 11 px from the landmarks) even a zero allowance lets the pair move
+    ref = np.stack([hr.joints_3d, hl.joints_3d]) + np.array([0.01, 0.0, 0.0])
+    assert separate_pair(hr, hl, faces, K, max_reprojection_px=0.0, reference=ref)[0] > 0.0
 
 
-def test_opt_refiner_escalates_while_penetration_is_left(monkeypatch, two_hands64):
-    """Further rounds (stronger collision weight) run while the exact MAX-P is above 0; a round is
-    kept only if it lowers MAX-P and keeps the 2D reprojection within 2 px."""
+def _fitted_pair(hands, pred, gt, i, depth=0.8):
+    """HandResults of synthetic pair ``i`` as the pipeline holds them: ``pred``'s parameters placed
+    ``depth`` m in front of the camera, ``gt``'s joints as the landmarks (3D and their projection)."""
+    from ihmr.geometry.camera import project_points
+    from ihmr.pipeline import HandResult
+
+    K = np.array([[900.0, 0, 320], [0, 900.0, 240], [0, 0, 1]])
+    sl = lambda d: {k: v[i:i + 1] for k, v in d.items()}  # noqa: E731
+    out, tgt = hands(**sl(pred)), hands(**sl(gt))
+    off = np.array([0.0, 0.0, depth]) - out.joints[0, :, 0].numpy().mean(0)
+    v, j = out.vertices[0].numpy() + off, out.joints[0].numpy() + off
+    lm = tgt.joints[0].numpy() + off
+    uv = project_points(lm.reshape(1, -1, 3), K[None]).reshape(2, 21, 2)
+    res = [HandResult(side=s, score=1.0, params=dict(beta=pred["beta"][i, h].numpy(), global_orient=pred["phi"][i, h].numpy(),
+                                                      hand_pose=pred["theta"][i, h].numpy(), wrist=j[h, 0].copy()),
+                      joints_3d=j[h], joints_2d=uv[h], vertices=v[h], source="test", landmarks_3d=lm[h])
+           for h, s in enumerate(("right", "left"))]
+    return res, K
+
+
+def test_refine_pair_escalates_while_penetration_is_left(two_hands64, synth12):
+    """Further rounds (OPT's ``escalate``) run while the exact MAX-P is above 0; a round is kept only
+    if it lowers MAX-P, keeps AVE-P, each hand's reprojection (+2 px) and the 3D-joint error (within
+    the slack); the reported figures are the final meshes'."""
     import torch
 
     import ihmr.pipeline.refiners as rf
-    from ihmr.refine.factorized import RefineResult
+    from ihmr.collision.exact import penetration_depths
 
-    calls = []
+    i = next(i for i in range(len(synth12)) if float(penetration_depths(two_hands64(**{k: v[i:i + 1] for k, v in synth12.pred.items()}).vertices,
+                                                                          two_hands64.faces).max()) > 2e-3)
 
-    def fake(hands, params, *a, **k):
-        calls.append(a[3].weights["theta"]["col"])
-        deepest, dx = script[len(calls) - 1]
-        out = dict(params, tau=params["tau"] + torch.tensor([[dx, 0.0, 0.0]], dtype=params["tau"].dtype))
-        z = torch.zeros(1, dtype=torch.float64)
-        return RefineResult(params=out, e_col_before=z, e_col_after=z, e3d_before=z, e3d_after=z, max_before=z,
-                            max_after=torch.tensor([deepest]), accepted={f: torch.tensor([len(calls) == 2]) for f in ("tau", "phi", "theta", "beta")},
-                            seconds=0.0)
+    class Scripted:
+        def __init__(self, moves):
+            self.moves, self.rounds = list(moves), 0
 
-    monkeypatch.setattr(rf, "refine_opt", fake)
-    p = {"beta": torch.zeros(1, 2, 10, dtype=torch.float64), "phi": torch.zeros(1, 2, 3, dtype=torch.float64),
-         "theta": torch.zeros(1, 2, 45, dtype=torch.float64), "tau": torch.tensor([[0.1, 0.0, 0.0]], dtype=torch.float64)}
-    persp = torch.tensor([[900.0, 320.0, 240.0, 0.0, 0.0, 0.6]], dtype=torch.float64)
-    j3d = two_hands64(**p).joints.double()
-    from ihmr.geometry.camera import project_points
+        def refine(self, params, j3d, j2d, persp):
+            return params, {"tau": False}
 
-    K = np.array([[[900.0, 0, 320], [0, 900.0, 240], [0, 0, 1]]])
-    j2d = torch.as_tensor(project_points(j3d[0].reshape(1, 42, 3).numpy() + [0, 0, 0.6], K).reshape(1, 2, 21, 2))
-    ref = rf.OptRefiner(two_hands64)
-    base = rf.default_weights()["theta"]["col"]
-    script = [(0.004, 0.0), (0.002, 0.0), (0.0, 0.0)]  # each round lowers MAX-P: all three run
-    out, acc = ref.refine(p, j3d, j2d, persp)
-    assert calls == [base, base * rf.ESCALATE_COLLISION, base * rf.ESCALATE_COLLISION] and acc["tau"]
-    calls.clear()
-    script = [(0.004, 0.0), (0.005, 0.0)]  # a round that deepens it is dropped
-    out, _ = ref.refine(p, j3d, j2d, persp)
-    assert len(calls) == 2
-    calls.clear()
-    script = [(0.004, 0.0), (0.0, 0.05)]  # a round that moves the left hand 5 cm in the image is dropped
-    out, _ = ref.refine(p, j3d, j2d, persp)
-    assert len(calls) == 2 and float(out["tau"][0, 0]) == 0.1
+        def escalate(self, params, j3d, j2d, persp):
+            self.rounds += 1
+            return self.moves.pop(0)(params), {"tau": True}
+
+    gt = {k: v[i:i + 1] for k, v in synth12.gt.items()}
+    to_gt = lambda p: {k: gt[k].clone() for k in p}  # noqa: E731 (the ground truth: collision-free, on the landmarks)
+    half = lambda p: {k: (p[k] + gt[k]) / 2 for k in p}  # noqa: E731
+    sideways = lambda p: dict(p, tau=p["tau"] + torch.tensor([[0.06, 0.0, 0.0]], dtype=p["tau"].dtype))  # noqa: E731
+    deeper = lambda p: dict(p, tau=p["tau"] * 0.8)  # noqa: E731
+
+    def run(moves):
+        (hr, hl), K = _fitted_pair(two_hands64, synth12.pred, synth12.gt, i)
+        ref = Scripted(moves)
+        pair = rf.refine_pair(two_hands64, ref, [hr, hl], 0, 1, K)
+        d = penetration_depths(torch.as_tensor(np.stack([hr.vertices, hl.vertices])[None]), two_hands64.faces)[0].numpy() * 1000
+        assert pair.max_p_mm_after == pytest.approx(float(d.max())) and pair.ave_p_mm_after == pytest.approx(float(d.mean()))
+        np.testing.assert_allclose(hr.params["wrist"], hr.joints_3d[0])
+        return pair, ref.rounds
+
+    pair, rounds = run([half, to_gt])
+    assert rounds == 2 and pair.max_p_mm_after < pair.max_p_mm_before and pair.accepted["tau"]
+    pair, rounds = run([sideways])  # collision-free, but the left hand leaves its landmarks by centimetres
+    assert rounds == 1 and pair.max_p_mm_after == pair.max_p_mm_before and not pair.accepted["tau"]
+    pair, rounds = run([deeper])
+    assert rounds == 1 and pair.max_p_mm_after == pair.max_p_mm_before
+    assert rf.ESCALATE_ROUNDS == 2 and rf.ESCALATE_COLLISION > 1 and rf.ESCALATE_2D > 1

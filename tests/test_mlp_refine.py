@@ -100,6 +100,30 @@ def test_rigid_candidates_match_full_skinning(two_hands64, proxy, synth12):
         torch.testing.assert_close(j, full.joints, rtol=0, atol=1e-8)
 
 
+def test_exact_checks_of_rigid_candidates_with_the_stage_trees(two_hands64, proxy, synth12):
+    """The tau / phi stages check candidates on their start's RigidPoser (its trees built once):
+    the same penetrating samples as posing each candidate in full."""
+    from ihmr.refine.factorized import RigidPoser
+    from ihmr.refine.mlp_refine import _touch_penetrates
+
+    hands = two_hands64
+    p = {k: v[:8] for k, v in synth12.pred.items()}
+    state = evaluate_state(hands, proxy, p, torch.zeros(8, 2, 21, 3, dtype=torch.float64))
+    poser = RigidPoser(hands, p)
+    g = torch.Generator().manual_seed(1)
+    check = torch.tensor([True, False, True, True, True, False, True, True])
+    seen = set()
+    for step in (0.0, 0.5, 1.0, 2.0):
+        for factor, delta in (("tau", 0.008 * torch.randn(8, 3, generator=g, dtype=torch.float64)),
+                              ("phi", 0.15 * torch.randn(8, 2, 3, generator=g, dtype=torch.float64))):
+            cand = dict(p, **{factor: p[factor] + step * delta})
+            new = evaluate_state(hands, proxy, cand, torch.zeros(8, 2, 21, 3, dtype=torch.float64), posed=pose_candidate(hands, factor, state, cand))
+            a, b = _touch_penetrates(hands, new, check), _touch_penetrates(hands, new, check, poser)
+            assert torch.equal(a, b) and not bool(a[~check].any())
+            seen.add(int(a.sum()))
+    assert len(seen) > 1  # both penetrating and free candidates among them
+
+
 def _varied(data, n: int, seed: int = 0) -> dict:
     """``n`` samples from ``data.pred`` repeated with a few millimetres / hundredths of a radian of
     noise, the last eight moved 0.3 m apart (no collision)."""

@@ -231,7 +231,7 @@ def test_refinement_with_the_previous_components_gives_the_same_result(hands, sy
 
     # the rigid stages' cached trees answer ties with other (equally near) triangles: off here, they
     # have their own test (test_collision.py::test_rigid_trees_answer_as_the_posed_meshes)
-    monkeypatch.setattr(factorized._RigidPoser, "posed_trees", lambda self: None)
+    monkeypatch.setattr(factorized.RigidPoser, "posed_trees", lambda self: None)
     new = run()
     loop = lambda v, f, trees=None: exact._find_penetrations_loop(v, f)  # noqa: E731
     monkeypatch.setattr(factorized, "find_penetrations", loop)

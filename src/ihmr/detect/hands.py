@@ -76,7 +76,8 @@ class HandDetector:
         self._anchors = palm_anchors()
 
     # -- the palm detector, run directly ---------------------------------------------------------
-    def palms(self, image: np.ndarray, min_score: Optional[float] = None) -> list[tuple[float, np.ndarray, float, float]]:
+    def palms(self, image: np.ndarray, min_score: Optional[float] = None,
+              max_score: float = float("inf")) -> list[tuple[float, np.ndarray, float, float]]:
         """Palm detections as hand crops, best first: ``(score, centre (2,), size, angle)``.
 
         The model sees the image letter-boxed to its square 192 x 192 input (RGB in [0, 1]); an
@@ -86,7 +87,8 @@ class HandDetector:
         hand crop: turned so that wrist -> middle finger base is upright, shifted by half the palm
         box towards the fingers, 2.6 x the palm box. ``min_score`` (default 0.2; MediaPipe's default
         is 0.5): every crop is checked by the landmark model's presence score afterwards, so weak
-        palms may be proposed.
+        palms may be proposed. ``max_score``: only palms scoring below it (before the suppression and
+        the cap, so that palms tried already leave their places to the others).
         """
         thr = self._min_palm_score if min_score is None else min_score
         H, W = image.shape[:2]
@@ -100,6 +102,7 @@ class HandDetector:
         cands = []
         for x0, y0, w, h in views:
             cands += self._palms_in(image[y0:y0 + h, x0:x0 + w], thr, np.array([x0, y0], np.float64))
+        cands = [c for c in cands if c[0] < max_score]
         cands.sort(key=lambda c: -c[0])
         out, boxes = [], []
         for score, box, crop in cands:
@@ -121,9 +124,7 @@ class HandDetector:
         """Tracked landmark-model hands on the palm crops scoring at least ``min_score`` (default
         ``min_palm_score``) and below ``below``."""
         hands: list[HandDetection] = []
-        for score, c, size, a in self.palms(image, min_score):
-            if score >= below:
-                continue
+        for _, c, size, a in self.palms(image, min_score, below):
             d = self.landmark_model(image, c[0], c[1], size, "palm_detector", a)
             t = track(self.landmark_model, image, d) if d is not None else None
             if t is not None:

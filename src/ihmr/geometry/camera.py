@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ihmr.errors import InputError
 
-__all__ = ["project_weak_perspective", "project_perspective", "world_to_camera", "project_points", "weak_to_perspective", "look_at", "intrinsics"]
+__all__ = ["project_weak_perspective", "project_perspective", "world_to_camera", "project_points", "weak_to_perspective", "look_at", "intrinsics", "reprojection_error"]
 
 
 def project_weak_perspective(points: Tensor, cam: Tensor) -> Tensor:
@@ -97,3 +97,11 @@ def intrinsics(width: int, height: int, focal: float) -> np.ndarray:
     """Pinhole intrinsics ``K (3, 3)`` of a ``width x height`` image: focal length ``focal`` pixels,
     principal point at the image centre ``(width / 2, height / 2)``."""
     return np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])
+
+
+def reprojection_error(points_cam: np.ndarray, uv: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Mean pixel distance of camera-frame points ``(..., J, 3)``, projected with ``K (3, 3)``, to
+    ``uv (..., J, 2)``: ``(...)`` px (e.g. per hand for ``(2, 21, 3)`` joints)."""
+    pts = np.asarray(points_cam, dtype=np.float64)
+    proj = project_points(pts.reshape(1, -1, 3), np.asarray(K, dtype=np.float64)[None]).reshape(*pts.shape[:-1], 2)
+    return np.linalg.norm(proj - uv, axis=-1).mean(-1)

