@@ -120,11 +120,11 @@ class HandDetector:
         return decode_palms(reg, logit, self._anchors, S, pad - origin, thr)
 
     def _palm_hands(self, image: np.ndarray, min_score: Optional[float] = None,
-                    below: float = float("inf")) -> list[HandDetection]:
+                    max_score: float = float("inf")) -> list[HandDetection]:
         """Tracked landmark-model hands on the palm crops scoring at least ``min_score`` (default
-        ``min_palm_score``) and below ``below``."""
+        ``min_palm_score``) and below ``max_score``."""
         hands: list[HandDetection] = []
-        for _, c, size, a in self.palms(image, min_score, below):
+        for _, c, size, a in self.palms(image, min_score, max_score):
             d = self.landmark_model(image, c[0], c[1], size, "palm_detector", a)
             t = track(self.landmark_model, image, d) if d is not None else None
             if t is not None:
@@ -179,7 +179,7 @@ class HandDetector:
                 merge_hands(hands, self._search(image, x + w / 2, y + h / 2, max(w, h) * 0.75, "crop", grid, (1.0, 1.3), avoid=hands))
         if not hands and self._min_palm_score > LOW_PALM_SCORE:
             tried.append(f"palm detector down to a score of {LOW_PALM_SCORE}")
-            hands = self._palm_hands(image, LOW_PALM_SCORE, below=self._min_palm_score)
+            hands = self._palm_hands(image, LOW_PALM_SCORE, max_score=self._min_palm_score)
         if not hands:
             tried.append("MediaPipe's legacy hands pipeline")
             merge_hands(hands, self._legacy(image))

@@ -123,10 +123,9 @@ def _moved(h: HandResult, d: np.ndarray) -> None:
     h.params["wrist"] = h.params["wrist"] + d
 
 
-def _reprojection(h: HandResult, K: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """``(n,)`` mean pixel distance of hand ``h``'s joints moved by each of ``d (n, 3)`` to its landmarks."""
-    return reprojection_error(h.joints_3d[None] + d[:, None], h.joints_2d, K)
-
+def _reprojection(hr: HandResult, hl: HandResult, K: np.ndarray, d_r: np.ndarray, d_l: np.ndarray) -> np.ndarray:
+    """``(2,)`` mean pixel distance of each hand's joints, moved by ``d_r`` / ``d_l (3,)`` m, to its landmarks."""
+    return np.array([reprojection_error(h.joints_3d + d, h.joints_2d, K) for h, d in ((hr, d_r), (hl, d_l))])
 
 
 def _farther_left(hr: HandResult, hl: HandResult) -> float:
@@ -198,9 +197,8 @@ def touch_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarray,
     if ok.size == 0:
         ok = np.flatnonzero(g >= 0)[-1:]  # the closest shift that does not penetrate
     k = int(ok[0])
-    before = [_reprojection(h, K, np.zeros((1, 3)))[0] for h in (hr, hl)]
-    after = [_reprojection(h, K, d[k:k + 1])[0] for h, d in ((hr, d_r), (hl, d_l))]
-    if any(a > b + max_reprojection_px for a, b in zip(after, before)):
+    still = np.zeros(3)
+    if np.any(_reprojection(hr, hl, K, d_r[k], d_l[k]) > _reprojection(hr, hl, K, still, still) + max_reprojection_px):
         return 0.0
     _moved(hr, d_r[k])
     _moved(hl, d_l[k])
@@ -237,9 +235,9 @@ def separate_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarr
         return 0.0, d0
     ref = np.stack([hr.joints_3d, hl.joints_3d]) if reference is None else np.asarray(reference)
     limit = np.array([reprojection_error(r, h.joints_2d, K) for h, r in zip((hr, hl), ref)]) + max_reprojection_px
-    best = None  # (free, shift, depth, d_r, d_l): the smaller collision-free shift of the two directions
+    best = None  # (key, shift, d_r, d_l) of the better direction: collision-free, then shallower, then smaller
+    coarse = np.linspace(0.0, max_shift, _COARSE)
     for sign in (-_farther_left(hr, hl), _farther_left(hr, hl)):  # apart first: the farther hand farther
-        coarse = np.linspace(0.0, max_shift, _COARSE)
         depth, _ = _measure(v0, f, *_along_rays(hr, hl, sign * coarse))
         free = np.flatnonzero(depth <= 0)
         if free.size:  # the smallest collision-free shift, on the fine grid below the first coarse one
@@ -252,8 +250,7 @@ def separate_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarr
             k = int(within[0] if within.size else np.argmin(depth))
             shift, deepest = coarse[k], float(depth[k])
         d_r, d_l = _along_rays(hr, hl, np.array([sign * shift]))
-        px = np.array([_reprojection(h, K, d)[0] for h, d in ((hr, d_r), (hl, d_l))])
-        if shift <= 0 or deepest >= float(d0.max()) or np.any(px > limit):
+        if shift <= 0 or deepest >= float(d0.max()) or np.any(_reprojection(hr, hl, K, d_r[0], d_l[0]) > limit):
             continue
         key = (deepest > 0, deepest, shift)
         if best is None or key < best[0]:
@@ -262,8 +259,6 @@ def separate_pair(hr: HandResult, hl: HandResult, faces: np.ndarray, K: np.ndarr
         return 0.0, d0
     _, shift, d_r, d_l = best
     d1 = penetration_depths(torch.as_tensor((v0 + np.stack([d_r[0], d_l[0]])[:, None])[None]), f)[0].numpy()
-    if float(d1.max()) >= float(d0.max()):
-        return 0.0, d0
     _moved(hr, d_r[0])
     _moved(hl, d_l[0])
     return float(shift), d1

@@ -96,17 +96,15 @@ class Reconstructor:
         placed = init.pairs is not None
         pairs = []
         for i, j in init.pairs if placed else pair_hands(hands):
-            reference = None  # the joints as placed: every later move is guarded against their reprojection
             if not placed:
                 place_pair(hands[i], hands[j], K)
-                reference = np.stack([hands[i].joints_3d, hands[j].joints_3d])
+            reference = np.stack([hands[i].joints_3d, hands[j].joints_3d])  # as placed: later moves are guarded against them
+            if not placed:
                 shift = touch_pair(hands[i], hands[j], self.hands.faces.numpy(), K) if self.contact else 0.0
                 if shift > 0:
                     notes.append(f"right hand {i} and left hand {j} overlap in the image: placed in contact, "
                                  f"their depths {1000 * shift:.0f} mm closer")
             pair = refine_pair(self.hands, self.refiner, hands, i, j, K, reference)
-            if reference is None:
-                reference = pair.joints_before
             if self.refine != "none" and pair.max_p_mm_after > 0:
                 shift, depth = separate_pair(hands[i], hands[j], self.hands.faces.numpy(), K, reference=reference)
                 if shift > 0:

@@ -231,7 +231,7 @@ def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairS
         deltas.append((centroid_tau_step(sub.joints, j3d[rows]), True, cfg.centroid_steps))
     local = torch.arange(len(rows))
     best, taken = sub, torch.zeros(len(rows), dtype=torch.bool)
-    poser = RigidPoser(hands, sub.params) if factor in ("tau", "phi") and cfg.verify and cfg.collision == "proxy" else None
+    poser = None  # the stage start's RigidPoser, built at the first exact check of a rigid factor's candidates
     for delta, analytic, step in ((d, a, s) for d, a, ss in deltas for s in ss):  # per sample the verified one nearest the joint head
         cand = dict(sub.params, **{factor: sub.params[factor] + step * delta})
         new = evaluate_state(hands, refiner.proxy(hands), cand, j3d[rows], cfg.collision, pose_candidate(hands, factor, sub, cand),
@@ -239,7 +239,10 @@ def refine_stage(hands: TwoHands, refiner: MLPRefiner, factor: str, state: PairS
         ok = _verified(hands, refiner, sub, new, ev[rows], gap[rows], cfg) if cfg.verify else torch.ones(len(rows), dtype=torch.bool)
         ok &= ~taken | (new.e3d < best.e3d)
         if cfg.verify and cfg.collision == "proxy":  # a closed gap, or a jump to the centroid, must not hide exact penetration
-            ok &= ~_touch_penetrates(hands, new, ok if analytic else ok & ev[rows] & (sub.e_col == 0), poser)
+            check = ok if analytic else ok & ev[rows] & (sub.e_col == 0)
+            if poser is None and factor in ("tau", "phi") and bool(check.any()):
+                poser = RigidPoser(hands, sub.params)
+            ok &= ~_touch_penetrates(hands, new, check, poser)
         best = best.select(ok, new, local)
         taken |= ok
         if not cfg.verify:
