@@ -20,6 +20,18 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1' || ! ldconfig -p 2>/dev/nul
     fi
 fi
 
+# --browser (scripts/test.sh): Debian's Chromium and ChromeDriver for the browser tests of ihmr serve
+# (tests/test_serve.py says so and skips them where they cannot be installed).
+if [ "${1:-}" = "--browser" ] && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "[setup] installing chromium and chromium-driver (apt) for the browser tests"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+            || echo "[setup] warning: chromium could not be installed; the browser tests will be skipped" >&2
+    else
+        echo "[setup] warning: chromium / chromedriver not found (apt install chromium chromium-driver); the browser tests will be skipped" >&2
+    fi
+fi
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x .venv/bin/ihmr ]; then
     echo "[setup] .venv is up to date"
     exit 0

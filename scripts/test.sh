@@ -2,7 +2,7 @@
 # Install everything (scripts/setup.sh), check the floor plan and the lint rules, run the whole test suite.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
 # The floor plan (pyproject.toml [tool.importlinter], docs/DESIGN.md): no upward import, no circle.
 .venv/bin/lint-imports --no-cache
 # Unused imports and variables, undefined or redefined names, import order (pyproject.toml [tool.ruff]).

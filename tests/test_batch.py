@@ -126,7 +126,7 @@ def test_redo_removes_stale_files_and_every_hand_is_in_the_meshes(tmp_path, monk
     assert np.allclose(trimesh.load(folder / "right_3.obj", process=False).vertices, doc["hands"][3]["joints_3d"][0], atol=0.3)
     _fake(monkeypatch)
     assert main(["demo", str(img), "--out", str(out), "--no-progress"]) == 0
-    assert sorted(p.name for p in folder.iterdir()) == ["hands.glb", "left.obj", "overlay.png", "result.json", "right.obj", "views.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["hands.glb", "hands_before.glb", "left.obj", "overlay.png", "result.json", "right.obj", "views.png"]
     assert [p.name for p in out.iterdir()] == ["photo0"]  # no staging or old folder left
 
 

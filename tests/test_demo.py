@@ -160,8 +160,8 @@ def test_demo_cli_batch_resume_and_failures(tmp_path):
 
 
 def test_demo_cli_bad_box_is_an_input_error(tmp_path, capsys):
-    from ihmr.cli.demo import parse_box
     from ihmr.cli.main import main
+    from ihmr.pipeline.batch import parse_box
 
     assert parse_box("10,20,30.5,40") == [10.0, 20.0, 30.5, 40.0]
     for bad in ("1,2,3", "1,2,-3,4", "a,b,c,d", "1,2,3,0"):

@@ -27,7 +27,7 @@ LAYERS = CONFIG["tool"]["importlinter"]["contracts"][0]["layers"]
 #: need: offscreen rendering (pyrender, OpenGL, triton), trimesh (writing meshes; 0.4 s to import),
 #: MediaPipe / LiteRT, the model build's anny and scipy.optimize, TensorBoard, matplotlib (plots),
 #: the stage-I network's torchvision; and numpy's private pickle modules the MANO unpickler maps.
-LAZY = ("pyrender", "OpenGL", "triton", "trimesh", "mediapipe", "ai_edge_litert", "anny", "tensorboard",
+LAZY = ("gradio", "pyrender", "OpenGL", "triton", "trimesh", "mediapipe", "ai_edge_litert", "anny", "tensorboard",
         "torch.utils.tensorboard", "matplotlib", "torchvision", "numpy.core", "numpy._core", "scipy.optimize")
 #: The largest module in lines ("no module over ~500 lines").
 MAX_LINES = 520

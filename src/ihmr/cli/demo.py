@@ -14,9 +14,9 @@ from ihmr.distributed import init_from_env, shutdown
 from ihmr.errors import InputError
 from ihmr.io.files import ensure_writable_folder
 from ihmr.pipeline import Reconstructor
-from ihmr.pipeline.batch import IMAGE_SUFFIXES, BatchOptions, BatchReport, collect_images, run_batch
+from ihmr.pipeline.batch import BatchOptions, BatchReport, bundled_examples, collect_images, parse_box, run_batch
 
-__all__ = ["add_demo_parser", "bundled_examples", "parse_box", "positive_focal"]
+__all__ = ["add_demo_parser", "positive_focal"]
 
 
 def positive_focal(text: str) -> float:
@@ -53,22 +53,6 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--model", default="open", help="'open' or a folder with the MANO pickles")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
-
-
-def bundled_examples() -> list[Path]:
-    root = Path(__file__).resolve().parents[1] / "examples"
-    return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def parse_box(text: str) -> list[float]:
-    """``"x,y,w,h"`` -> ``[x, y, w, h]`` (pixels); InputError unless four finite numbers with positive w, h."""
-    try:
-        box = [float(x) for x in text.split(",")]
-    except ValueError:
-        box = []
-    if len(box) != 4 or not all(math.isfinite(x) for x in box) or not (box[2] > 0 and box[3] > 0):
-        raise InputError(f"--box must be x,y,w,h with positive w, h, got {text!r}")
-    return box
 
 
 def _resolved(path: str | None, keep: tuple[str, ...] = ()) -> str | None:

@@ -35,7 +35,7 @@ from ihmr.io.images import load_image
 from ihmr.pipeline.outputs import foreign_files, is_complete, write_outputs
 
 __all__ = ["IMAGE_SUFFIXES", "BatchOptions", "ItemReport", "BatchReport", "collect_images", "folder_names",
-           "read_sidecar", "check_box", "input_record", "run_batch"]
+           "read_sidecar", "check_box", "parse_box", "bundled_examples", "input_record", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,23 @@ def check_box(box: Sequence[float], size: tuple[int, int], what: str = "--box") 
     if x < -1 or y < -1 or x + w > W + 1 or y + h > H + 1:
         raise InputError(f"{what} {[round(v, 1) for v in b]} is not inside the {W}x{H} image")
     return b
+
+
+def bundled_examples() -> list[Path]:
+    """The example photos that ship with the package (``ihmr demo`` without inputs)."""
+    root = Path(__file__).resolve().parents[1] / "examples"
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def parse_box(text: str) -> list[float]:
+    """``"x,y,w,h"`` -> ``[x, y, w, h]`` (pixels); InputError unless four finite numbers with positive w, h."""
+    try:
+        box = [float(x) for x in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4 or not all(math.isfinite(x) for x in box) or not (box[2] > 0 and box[3] > 0):
+        raise InputError(f"--box must be x,y,w,h with positive w, h, got {text!r}")
+    return box
 
 
 def read_sidecar(image: Path) -> tuple[dict, Optional[str]]:

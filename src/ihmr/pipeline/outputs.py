@@ -1,8 +1,9 @@
 """Writing one image's :class:`~ihmr.pipeline.results.Result` to a folder, as ``ihmr demo`` does:
 overlay.png (the hands over the image, penetrating regions in red), views.png (each pair before /
-after refinement from several sides), hands.glb (every hand), one OBJ per hand (right.obj,
-left.obj, right_2.obj, ...: :func:`mesh_names`) and result.json (written last; ``"complete": true``
-marks a finished folder, :func:`is_complete`).
+after refinement from several sides), hands.glb (every hand, penetrating regions in red) and
+hands_before.glb (the same before refinement), one OBJ per hand (right.obj, left.obj, right_2.obj,
+...: :func:`mesh_names`) and result.json (written last; ``"complete": true`` marks a finished
+folder, :func:`is_complete`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ihmr.viz.render import MeshSpec, render_meshes, render_views
 __all__ = ["OUTPUT_FILES", "write_outputs", "is_complete", "foreign_files", "mesh_names", "penetration_colours"]
 
 #: The files every finished output folder holds (and right.obj and/or left.obj).
-OUTPUT_FILES = ("overlay.png", "views.png", "hands.glb", "result.json")
+OUTPUT_FILES = ("overlay.png", "views.png", "hands.glb", "hands_before.glb", "result.json")
 
 
 def is_complete(folder: Path, identity: Optional[dict] = None) -> bool:
@@ -77,6 +78,15 @@ def penetration_colours(vertices: np.ndarray, faces: np.ndarray, base: np.ndarra
     return cols
 
 
+def _hand_colours(vertices: np.ndarray, result: Result, sides: list[int]) -> np.ndarray:
+    """Per-vertex RGBA ``(N, V, 4)`` of the hands ``vertices (N, V, 3)`` of ``result``: the hand
+    colours, each pair's penetrating vertices in red."""
+    cols = np.repeat(HAND_COLORS[sides][:, None, :], vertices.shape[1], axis=1).astype(np.uint8)
+    for p in result.pairs:
+        cols[[p.right, p.left]] = penetration_colours(vertices[[p.right, p.left]], result.faces, HAND_COLORS)
+    return cols
+
+
 def _package_version(name: str) -> Optional[str]:
     try:
         return version(name)
@@ -122,11 +132,15 @@ def write_outputs(result: Result, image: np.ndarray, folder: Path, *, image_name
         rows.append(render_views(specs, size=size))
     with atomic_write(folder / "views.png") as fh:
         Image.fromarray(np.concatenate(rows, 0)).save(fh, format="PNG")
-    # Meshes: every hand, in one GLB and one OBJ each.
+    # Meshes: every hand in one GLB (penetrating regions in red), after and before refinement; one OBJ each.
     names = mesh_names(res)
     sides = [side_idx[h.side] for h in res.hands]
-    export_hands(folder / "hands.glb", np.stack([h.vertices for h in res.hands]), faces[sides], HAND_COLORS[sides],
-                 names=[n[:-4] for n in names])
+    after = np.stack([h.vertices for h in res.hands])
+    before = after.copy()
+    for p in res.pairs:
+        before[[p.right, p.left]] = p.vertices_before
+    for file, verts in (("hands.glb", after), ("hands_before.glb", before)):
+        export_hands(folder / file, verts, faces[sides], _hand_colours(verts, res, sides), names=[n[:-4] for n in names])
     for h, s, name in zip(res.hands, sides, names):
         export_hand(folder / name, h.vertices, faces[s], HAND_COLORS[s])
     t_write = time.perf_counter() - t0
