@@ -81,10 +81,6 @@ class ImageResult:
     folder: Optional[Path] = None
     doc: dict = field(default_factory=dict)
 
-    def file(self, name: str) -> Optional[Path]:
-        """A file of the result folder, or None."""
-        return None if self.folder is None or not (self.folder / name).is_file() else self.folder / name
-
     def downloads(self) -> list[Path]:
         """result.json, the GLBs, the OBJs and the pictures, as ``ihmr demo`` wrote them."""
         if self.folder is None:
@@ -162,7 +158,7 @@ class Workspace:
             if suffix != ".json":
                 images.append(job / "in" / name)
         if not images:
-            raise InputError(problems[0] if len(problems) == 1 else "; ".join(problems) if problems else "no image among the uploads")
+            raise InputError("; ".join(problems) or "no image among the uploads")
         failed: list[str] = []
         report = run_batch(rec, images, job / "out", options, hand_model=hand_model, progress=progress, echo=failed.append)
         results = []

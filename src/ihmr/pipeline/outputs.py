@@ -96,7 +96,7 @@ def _package_version(name: str) -> Optional[str]:
 
 def write_outputs(result: Result, image: np.ndarray, folder: Path, *, image_name: str, hand_model: str = "open",
                   extra: Optional[dict] = None) -> dict:
-    """Write overlay.png, views.png, hands.glb (every hand), one OBJ per hand (:func:`mesh_names`)
+    """Write overlay.png, views.png, hands.glb and hands_before.glb (every hand), one OBJ per hand (:func:`mesh_names`)
     and result.json (last) of ``result`` on the RGB ``image (H, W, 3)`` into ``folder``; returns
     result.json's content. ``image_name``, ``hand_model`` and the entries of ``extra`` are recorded
     in result.json."""
@@ -106,14 +106,22 @@ def write_outputs(result: Result, image: np.ndarray, folder: Path, *, image_name
     H, W = image.shape[:2]
     faces = res.faces
     side_idx = {"right": 0, "left": 1}
-    # Overlay with penetrating regions of each pair highlighted.
-    specs = []
+    sides = [side_idx[h.side] for h in res.hands]
+    # Every hand after and before refinement, with its colours (each pair's penetrating regions red,
+    # exact depths computed once per pair and state): the overlay, the views and the GLBs share them.
+    after = np.stack([h.vertices for h in res.hands])
+    before = after.copy()
     for p in res.pairs:
-        v = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
-        cols = penetration_colours(v, faces, HAND_COLORS)
-        specs += [MeshSpec(v[0], faces[0], cols[0]), MeshSpec(v[1], faces[1], cols[1])]
-    for h in (res.hands[k] for k in unpaired(res.hands, res.pairs)):
-        specs.append(MeshSpec(h.vertices, faces[side_idx[h.side]], HAND_COLORS[side_idx[h.side]]))
+        before[[p.right, p.left]] = p.vertices_before
+    col_after, col_before = _hand_colours(after, res, sides), _hand_colours(before, res, sides)
+
+    def pair_specs(verts: np.ndarray, cols: np.ndarray, p) -> list[MeshSpec]:
+        return [MeshSpec(verts[k], faces[sides[k]], cols[k]) for k in (p.right, p.left)]
+
+    # Overlay with penetrating regions of each pair highlighted.
+    specs = [s for p in res.pairs for s in pair_specs(after, col_after, p)]
+    for k in unpaired(res.hands, res.pairs):
+        specs.append(MeshSpec(after[k], faces[sides[k]], HAND_COLORS[sides[k]]))
     rgb, _, mask = render_meshes(specs, res.K, (W, H), background=image)
     blend = np.where(mask[..., None], (0.75 * rgb + 0.25 * image).astype(np.uint8), image)
     with atomic_write(folder / "overlay.png") as fh:
@@ -122,25 +130,17 @@ def write_outputs(result: Result, image: np.ndarray, folder: Path, *, image_name
     rows = []
     size = 256
     for p in res.pairs:
-        vb = p.vertices_before
-        va = np.stack([res.hands[p.right].vertices, res.hands[p.left].vertices])
-        pts = np.concatenate([vb.reshape(-1, 3), va.reshape(-1, 3)])
-        for v in (vb, va):
-            cols = penetration_colours(v, faces, HAND_COLORS)
-            rows.append(render_views([MeshSpec(v[0], faces[0], cols[0]), MeshSpec(v[1], faces[1], cols[1])], size=size, frame_points=pts))
+        pts = np.concatenate([before[[p.right, p.left]].reshape(-1, 3), after[[p.right, p.left]].reshape(-1, 3)])
+        for verts, cols in ((before, col_before), (after, col_after)):
+            rows.append(render_views(pair_specs(verts, cols, p), size=size, frame_points=pts))
     if not rows:
         rows.append(render_views(specs, size=size))
     with atomic_write(folder / "views.png") as fh:
         Image.fromarray(np.concatenate(rows, 0)).save(fh, format="PNG")
     # Meshes: every hand in one GLB (penetrating regions in red), after and before refinement; one OBJ each.
     names = mesh_names(res)
-    sides = [side_idx[h.side] for h in res.hands]
-    after = np.stack([h.vertices for h in res.hands])
-    before = after.copy()
-    for p in res.pairs:
-        before[[p.right, p.left]] = p.vertices_before
-    for file, verts in (("hands.glb", after), ("hands_before.glb", before)):
-        export_hands(folder / file, verts, faces[sides], _hand_colours(verts, res, sides), names=[n[:-4] for n in names])
+    for file, verts, cols in (("hands.glb", after, col_after), ("hands_before.glb", before, col_before)):
+        export_hands(folder / file, verts, faces[sides], cols, names=[n[:-4] for n in names])
     for h, s, name in zip(res.hands, sides, names):
         export_hand(folder / name, h.vertices, faces[s], HAND_COLORS[s])
     t_write = time.perf_counter() - t0
