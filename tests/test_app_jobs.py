@@ -58,3 +58,22 @@ def test_workspace_refuses_unusable_uploads_and_cleans_up(tmp_path):
     assert root.is_dir()
     ws.close()
     assert not root.exists()
+
+
+def test_a_failing_image_is_one_problem_line_naming_the_upload(tmp_path):
+    """A photo that fails in the pipeline is a FAILED row and one line with the upload's name (never
+    the job folder's path); a bad upload beside it is a line too, and the job still runs."""
+    def boom(image, focal=None, boxes=()):
+        raise RuntimeError("the detector broke")
+
+    ws = Workspace(root=tmp_path)
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    try:
+        job = ws.run(boom, [(EXAMPLE, "my photo.jpg"), (bad, "notes.png")], BatchOptions(), progress=False)
+        assert [(r.name, r.status, r.folder) for r in job.images] == [("my_photo.jpg", "FAILED: RuntimeError: the detector broke", None)]
+        assert job.problems[0].startswith("notes.png: not a readable image")
+        assert job.problems[1:] == ["my_photo.jpg: RuntimeError: the detector broke"]
+        assert job.images[0].downloads() == []
+    finally:
+        ws.close()

@@ -1,5 +1,8 @@
 """Mesh export round trips and the offscreen renderer's geometry."""
 
+import json
+import struct
+
 import numpy as np
 import pytest
 import trimesh
@@ -42,6 +45,10 @@ def test_two_hand_export_round_trip(tmp_path, two_spheres, suffix):
         if suffix == ".glb":
             colors = {tuple(g.visual.vertex_colors[0]) for g in geoms}
             assert colors == {tuple(HAND_COLORS[0]), tuple(HAND_COLORS[1])}
+            data = p.read_bytes()  # the glTF JSON chunk: every primitive has normals
+            n = struct.unpack_from("<I", data, 12)[0]
+            prims = [pr for m in json.loads(data[20:20 + n])["meshes"] for pr in m["primitives"]]
+            assert len(prims) == 2 and all("NORMAL" in pr["attributes"] for pr in prims)
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -83,6 +90,32 @@ def test_render_sphere_projects_where_expected():
     expected = K[0, 0] * 0.05 / np.sqrt(c[2] ** 2 - 0.05**2)  # apparent radius of a sphere
     assert abs(r_px - expected) < 2.0
     assert depth[int(round(v)), int(round(u))] == pytest.approx(np.linalg.norm(c) - 0.05, abs=2e-3)
+
+
+def test_render_from_other_threads():
+    """The one GL context serves every thread in turn (a web server's jobs run on pool threads;
+    without releasing the context after each render the second thread got EGL_BAD_ACCESS)."""
+    import threading
+
+    from ihmr.viz.render import MeshSpec, render_meshes
+
+    s = trimesh.creation.icosphere(subdivisions=2, radius=0.05)
+    K = np.array([[500.0, 0, 80], [0, 500.0, 60], [0, 0, 1]])
+    spec = [MeshSpec(s.vertices + [0, 0, 0.5], s.faces)]
+    ref = render_meshes(spec, K, (160, 120))[2].sum()
+    assert ref > 0
+    sums = []
+    for _ in range(3):  # one new thread after another, then several at once
+        t = threading.Thread(target=lambda: sums.append(render_meshes(spec, K, (160, 120))[2].sum()))
+        t.start()
+        t.join()
+    threads = [threading.Thread(target=lambda: sums.append(render_meshes(spec, K, (160, 120))[2].sum())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sums == [ref] * 7
+    assert render_meshes(spec, K, (160, 120))[2].sum() == ref  # and the main thread again
 
 
 def test_render_background_and_two_colours():

@@ -12,6 +12,7 @@ the sidecar of the image with its stem, as beside a photo for ``ihmr demo``) and
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -26,6 +27,8 @@ from ihmr.errors import InputError, one_line
 from ihmr.pipeline.batch import IMAGE_SUFFIXES, BatchOptions, run_batch
 
 __all__ = ["Limits", "ImageResult", "JobResult", "Workspace", "check_upload", "safe_name", "pair_rows"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -159,12 +162,12 @@ class Workspace:
                 images.append(job / "in" / name)
         if not images:
             raise InputError("; ".join(problems) or "no image among the uploads")
-        failed: list[str] = []
-        report = run_batch(rec, images, job / "out", options, hand_model=hand_model, progress=progress, echo=failed.append)
+        report = run_batch(rec, images, job / "out", options, hand_model=hand_model, progress=progress, echo=log.info)
         results = []
         for item in report.items:
             folder = job / "out" / item.folder
             doc = json.loads((folder / "result.json").read_text(encoding="utf-8")) if not item.failed else {}
             results.append(ImageResult(Path(item.image).name, item.status, None if item.failed else folder, doc))
-        problems += [m.removeprefix("ihmr demo: ").replace(str(job / "in") + "/", "") for m in failed]
+            if item.failed:  # the image's name, never the job folder's path
+                problems.append(f"{Path(item.image).name}: {item.status.removeprefix('FAILED: ').replace(str(job / 'in') + '/', '')}")
         return JobResult(job, results, problems)

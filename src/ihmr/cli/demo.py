@@ -16,18 +16,25 @@ from ihmr.io.files import ensure_writable_folder
 from ihmr.pipeline import Reconstructor
 from ihmr.pipeline.batch import BatchOptions, BatchReport, bundled_examples, collect_images, parse_box, run_batch
 
-__all__ = ["add_demo_parser", "positive_focal"]
+__all__ = ["add_demo_parser", "positive", "positive_focal"]
 
 
-def positive_focal(text: str) -> float:
-    """``--focal``: a finite number of pixels > 0 (argparse type)."""
-    try:
-        f = float(text)
-    except ValueError:
-        f = math.nan
-    if not (math.isfinite(f) and f > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number of pixels > 0, got {text!r}")
-    return f
+def positive(kind: type = float, what: str = "number"):
+    """An argparse type: a finite ``kind`` (float or int) > 0; the error says ``must be a finite
+    <what> > 0``."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and v > 0):
+            raise argparse.ArgumentTypeError(f"must be a finite {what} > 0, got {text!r}")
+        return v
+    return parse
+
+
+#: ``--focal``: a finite number of pixels > 0.
+positive_focal = positive(float, "number of pixels")
 
 
 def add_demo_parser(sub) -> None:

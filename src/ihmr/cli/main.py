@@ -13,6 +13,7 @@ from ihmr.cli.demo import add_demo_parser
 from ihmr.cli.eval import add_eval_parser
 from ihmr.cli.example import add_example_parser
 from ihmr.cli.refine import add_bench_parser, add_refine_parser
+from ihmr.cli.serve import add_serve_parser
 from ihmr.cli.synth import add_synth_parser
 from ihmr.cli.train import add_train_parser
 from ihmr.errors import IhmrError, one_line
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_synth_parser(sub)
     add_eval_parser(sub)
+    add_serve_parser(sub)
 
     info = sub.add_parser("info", help="print facts about a hand model as JSON")
     info.add_argument("--model", default="open")

@@ -9,7 +9,8 @@ winding and both hands stay outward oriented):
 - ``.ply`` (binary): one mesh, the right hand's vertices and faces first, with per-vertex RGBA
   colours and an extra ``uchar`` vertex property ``hand`` (0 = right, 1 = left).
 - ``.glb`` (binary glTF): a scene with one named node and mesh per hand (``right``, ``left``),
-  per-vertex colours (``COLOR_0``); positions are stored as float32 (glTF).
+  per-vertex colours (``COLOR_0``) and normals (``NORMAL``, for smooth shading); positions are
+  stored as float32 (glTF).
 
 Every file is written to a temporary file in the target folder and moved into place with
 :func:`os.replace`, so readers never see a partial file and an interrupted write leaves none behind.
@@ -35,6 +36,9 @@ __all__ = ["HAND_COLORS", "MESH_FORMATS", "export_hand", "export_hand_obj", "exp
 #: Default RGBA colours (uint8): index 0 = right hand (warm skin orange), 1 = left hand (blue).
 HAND_COLORS = np.array([[235, 150, 100, 255], [90, 140, 230, 255]], dtype=np.uint8)
 #: Supported file suffixes and the trimesh file type written for each.
+#: GLB files carry vertex normals: viewers (three.js, Babylon.js, Blender) then shade the hands smooth, not faceted.
+_GLB = {"include_normals": True}
+
 MESH_FORMATS = {".obj": "obj", ".ply": "ply", ".glb": "glb"}
 
 
@@ -136,7 +140,7 @@ def export_hand(path: str | os.PathLike, vertices: Any, faces: Any, color: Any =
     m = _mesh(vertices, faces, color)
     if kind == "obj":
         return _write(path, _obj_text([m], [path.stem or "hand"]))
-    return _write(path, m.export(file_type=kind))
+    return _write(path, m.export(file_type=kind, **_GLB if kind == "glb" else {}))
 
 
 def export_hand_obj(path: str | os.PathLike, vertices: Any, faces: Any) -> Path:
@@ -208,5 +212,5 @@ def export_hands(
         scene = trimesh.Scene()
         for name, m in zip(names, meshes):
             scene.add_geometry(m, node_name=name, geom_name=name)
-        data = scene.export(file_type="glb")
+        data = scene.export(file_type="glb", **_GLB)
     return _write(path, data)

@@ -8,6 +8,7 @@ conversion to OpenGL's convention happens only here (:data:`CV_TO_GL`).
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -18,7 +19,7 @@ from ihmr.errors import IhmrError, InputError
 from ihmr.geometry.camera import intrinsics, look_at
 from ihmr.geometry.rotations import axis_angle_to_matrix
 
-__all__ = ["CV_TO_GL", "MeshSpec", "load_pyrender", "offscreen_renderer", "release_renderer", "render_meshes", "orbit_views", "render_views", "tile"]
+__all__ = ["CV_TO_GL", "MeshSpec", "load_pyrender", "offscreen_renderer", "release_renderer", "render_scene", "render_meshes", "orbit_views", "render_views", "tile"]
 
 #: OpenCV camera axes (x right, y down, z forward) -> OpenGL camera axes (x right, y up, z backward),
 #: ``(4, 4)``: a camera-to-world pose in OpenCV convention times this is pyrender's camera pose.
@@ -68,6 +69,7 @@ def load_pyrender():
 
 
 _SHARED: dict = {}
+_GL_LOCK = threading.RLock()  # the one GL context: one thread at a time
 
 
 def offscreen_renderer(W: int, H: int):
@@ -89,9 +91,35 @@ def offscreen_renderer(W: int, H: int):
 
 def release_renderer() -> None:
     """Free the process's offscreen renderer (a later render creates a new one)."""
-    r = _SHARED.pop("renderer", None)
-    if r is not None:
-        r.delete()
+    with _GL_LOCK:
+        r = _SHARED.pop("renderer", None)
+        if r is not None:
+            r.delete()
+
+
+def render_scene(scene, W: int, H: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """``pyrender``'s ``OffscreenRenderer.render(scene, **kwargs)`` at ``W x H`` pixels on the
+    process's one renderer (:func:`offscreen_renderer`), from any thread.
+
+    An EGL context can be current in one thread only (another thread's ``eglMakeCurrent`` fails
+    with ``EGL_BAD_ACCESS``, e.g. the second job of a web server whose jobs run on pool threads),
+    so renders are serialised by a lock and the context is released from the thread after each.
+    """
+    with _GL_LOCK:
+        r = offscreen_renderer(W, H)
+        try:
+            return r.render(scene, **kwargs)
+        finally:
+            _release_current(r)
+
+
+def _release_current(r) -> None:
+    display = getattr(getattr(r, "_platform", None), "_egl_display", None)
+    if display is None:  # not EGL (e.g. OSMesa): nothing thread-bound to release
+        return
+    from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglMakeCurrent
+
+    eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)
 
 
 def render_meshes(
@@ -148,7 +176,7 @@ def render_meshes(
     fill = cam_pose.copy()
     fill[:3, :3] = cam_pose[:3, :3] @ _rotation([-0.6, 0.0, 0.0]) @ _rotation([0.0, -0.5, 0.0])
     scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=light_intensity * 0.4), pose=fill)
-    color, depth = offscreen_renderer(W, H).render(scene, flags=pyrender.RenderFlags.RGBA)
+    color, depth = render_scene(scene, W, H, flags=pyrender.RenderFlags.RGBA)
     mask = depth > 0
     rgb = color[..., :3].copy()
     if background is not None:

@@ -26,7 +26,7 @@ from ihmr.data.synth.forearms import arm_meshes, arm_sees_camera, random_forearm
 from ihmr.data.synth.format import POSE_CHUNK, sample_record
 from ihmr.data.synth.poses import pose_chunk
 from ihmr.handmodel.two_hands import TwoHands
-from ihmr.viz.render import CV_TO_GL, load_pyrender, offscreen_renderer, release_renderer
+from ihmr.viz.render import CV_TO_GL, load_pyrender, release_renderer, render_scene
 
 __all__ = ["RenderedSample", "SampleRenderer"]
 
@@ -83,10 +83,6 @@ class SampleRenderer:
         a = (j[0] - j[4]) / np.linalg.norm(j[0] - j[4])
         s = (v - j[0]) @ a
         return palm, np.nonzero(s > s.max() - 0.012)[0]
-
-    def renderer(self):
-        """The process's offscreen renderer (:func:`ihmr.viz.render.offscreen_renderer`) at this size."""
-        return offscreen_renderer(self.size, self.size)
 
     def close(self) -> None:
         """Release the process's offscreen GL context (a later render opens a new one)."""
@@ -180,11 +176,11 @@ class SampleRenderer:
                 add(av, af, mat)
         scene.add(pyrender.IntrinsicsCamera(fx=focal[0], fy=focal[1], cx=princpt[0], cy=princpt[1], znear=0.02, zfar=20.0), pose=cam_pose)
         _add_lights(pyrender, scene, rng, cv_to_world)
-        color, _ = self.renderer().render(scene, flags=pyrender.RenderFlags.RGBA)
+        color, _ = render_scene(scene, self.size, self.size, flags=pyrender.RenderFlags.RGBA)
         label = hdepth = None
         if buffers:
-            seg, hdepth = self.renderer().render(scene, flags=pyrender.RenderFlags.SEG,
-                                                 seg_node_map={hand_nodes[0]: (255, 0, 0), hand_nodes[1]: (0, 255, 0)})
+            seg, hdepth = render_scene(scene, self.size, self.size, flags=pyrender.RenderFlags.SEG,
+                                       seg_node_map={hand_nodes[0]: (255, 0, 0), hand_nodes[1]: (0, 255, 0)})
             label = np.full((S, S), -1, dtype=np.int8)
             label[seg[..., 0] > 127] = 0
             label[seg[..., 1] > 127] = 1
