@@ -3,6 +3,7 @@
 Run (from the project root)::
 
     PYTHONPATH=src PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/bench_demo.py [--data DIR] [--no-box] [--write DIR]
+        [--checkpoint CKPT|default]
 
 Per frame: hands found (side and source), MPJPE (per-hand wrist aligned, right / left / both),
 I-MPJPE and MRRPE (the left wrist's error relative to the right) of the final 3D joints
@@ -132,6 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-box", action="store_true", help="also run without the data set's box")
     ap.add_argument("--all", action="store_true", help="also the sample's two single-hand frames (box and focal from the annotation)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the process (the pipeline may set its own)")
+    ap.add_argument("--checkpoint", default=None, help="stage I: this stage-I network ('default': the shipped one) instead of MediaPipe + IK")
     ap.add_argument("--write", type=Path, default=None, help="also write the outputs (overlay, views, meshes, JSON) here and time them")
     args = parse_sample_args(ap, argv, "bench_demo")
     if args is None:
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
     t_import = time.perf_counter() - t_start
     ann = annotations(args.data)
     t0 = time.perf_counter()
-    rec = Reconstructor()
+    rec = Reconstructor(checkpoint=args.checkpoint)
     t_load = time.perf_counter() - t0
     modes = [True, False] if args.no_box else [True]
     frames = FRAMES + (EXTRA_FRAMES if args.all else ())

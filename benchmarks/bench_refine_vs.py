@@ -92,7 +92,7 @@ def main() -> None:
         from ihmr.data.synthetic import make_synthetic, save_npz
         from ihmr.handmodel import TwoHands
 
-        save_npz(make_synthetic(256, seed=0, hands=TwoHands("open", dtype=torch.float64)), a.data)
+        save_npz(a.data, make_synthetic(256, seed=0, hands=TwoHands("open", dtype=torch.float64)))
     with tempfile.TemporaryDirectory() as tmp:
         wt = Path(tmp) / "baseline"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(wt), a.baseline], check=True)

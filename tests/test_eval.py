@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from ihmr.stage1.weights import default_stage1_path
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 EXAMPLE = SRC / "ihmr" / "examples" / "image69148.jpg"
 N = 6
@@ -57,7 +59,7 @@ def test_shard_indices():
 def test_eval_table(one_process):
     out, r = one_process
     doc = json.loads((out / "table.json").read_text())
-    rows = ["Baseline (stage I)", "IHMR-MLP", "IHMR-OPT"]
+    rows = ["Baseline (stage I)", "IHMR-MLP", "IHMR-OPT", "Baseline* (joint head + IK)", "IHMR-MLP*", "IHMR-OPT*"]
     assert list(doc["methods"]) == rows
     assert doc["subsets"] == ["All", "Inter", "Inter-Close"]
     assert doc["info"]["samples"] == N and doc["info"]["gt_meshes"] is True and doc["info"]["processes"] == 1
@@ -94,14 +96,22 @@ def test_eval_per_sample_invariants(one_process, eval_setup):
         assert np.allclose(z[f"{r}__mpjpe"][untouched], z["none__mpjpe"][untouched], atol=1e-3)
     # The stage-I parameters are the baseline row's.
     assert np.allclose(z["stage1__beta"], z["none__beta"])
+    # The starred rows: OPT* never worsens Baseline*'s penetration, and Baseline*'s hands are the
+    # joint head's joints (right wrist at the origin) up to what IK cannot fit (twist, bone lengths).
+    assert (z["opt_ik__ave_p"] <= z["none_ik__ave_p"] + 1e-9).all()
+    import ihmr
+
+    hands = ihmr.TwoHands("open", dtype=torch.float64)
+    t = lambda k: torch.as_tensor(z[f"none_ik__{k}"])  # noqa: E731
+    j = hands(t("beta"), t("phi"), t("theta"), t("tau")).joints.reshape(N, 42, 3).numpy()
+    head = z["stage1__j3d"] - z["stage1__j3d"][:, :1]
+    assert np.linalg.norm(j - head, axis=-1).mean() < 0.01
     # Ground-truth meshes come from exact parameters: the baseline's MPVPE is finite and the MPJPE
     # matches an independent computation from the annotations.
-    import ihmr
     from ihmr.data.interhand import find_split_files, load_interhand
     from ihmr.metrics import mpjpe
 
     ann = load_interhand(find_split_files(eval_setup[0], "test"), cache_dir=False)
-    hands = ihmr.TwoHands("open", dtype=torch.float64)
     t = lambda k: torch.as_tensor(z[f"none__{k}"])  # noqa: E731
     joints = hands(t("beta"), t("phi"), t("theta"), t("tau")).joints
     assert np.allclose(mpjpe(joints, ann.joints, ann.valid_two_hand).per_sample, z["none__mpjpe"], atol=1e-6)
@@ -165,6 +175,16 @@ def test_weak_to_perspective():
     proj = P[:, :2] / P[:, 2:] * np.diag(K)[:2] + K[:2, 2]
     assert T[2] > 0
     assert np.abs(proj - uv_img).max() < 0.05  # pixels
+
+
+@pytest.mark.skipif(not default_stage1_path().is_file(), reason="no shipped stage-I network")
+def test_demo_with_the_shipped_network(tmp_path):
+    r = _ihmr("demo", EXAMPLE, "--checkpoint", "default", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((tmp_path / EXAMPLE.stem / "result.json").read_text())
+    assert doc["complete"] is True and [h["source"] for h in doc["hands"]] == ["stage-I network"] * 2
+    assert any("stage I: network (efficientnet_lite" in n for n in doc["notes"])
+    assert doc["options"]["checkpoint"] == "default"
 
 
 def test_demo_with_checkpoint(eval_setup, tmp_path):

@@ -7,7 +7,7 @@ import ihmr
 from ihmr.errors import InputError
 from ihmr.geometry.rotations import axis_angle_to_matrix, swing_rotation
 from ihmr.handmodel.limits import JointLimits
-from ihmr.stage1 import hand_ik, kabsch_rotation
+from ihmr.stage1 import hand_ik, kabsch_rotation, pair_ik
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
@@ -25,6 +25,28 @@ def test_fk_ik_fk_round_trip(side):
     J2 = J2 - J2[:, :1] + r.wrist[:, None]
     err = (J2 - J).norm(dim=-1)
     assert err.mean() < 1e-3 and err.max() < 3e-3  # metres; twist is invisible to joints
+
+
+def test_pair_ik_reproduces_two_hands():
+    """The starred rows' stage I: joints of both hands (right wrist anywhere) -> parameters whose
+    posed joints are the given ones relative to the right wrist."""
+    hands = ihmr.TwoHands("open", dtype=torch.float64)
+    lim = JointLimits(hands.right.data, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    B = 6
+    theta = torch.stack([lim.sample(B, g), lim.sample(B, g)], 1)
+    beta = torch.randn(B, 2, 10, generator=g, dtype=torch.float64)
+    phi = torch.randn(B, 2, 3, generator=g, dtype=torch.float64)
+    tau = 0.1 * torch.randn(B, 3, generator=g, dtype=torch.float64)
+    J = hands(beta, phi, theta, tau).joints.reshape(B, 42, 3) + torch.tensor([0.05, -0.02, 0.6], dtype=torch.float64)
+    p = pair_ik(hands, J)
+    assert p["beta"].shape == (B, 2, 10) and p["theta"].shape == (B, 2, 45) and p["tau"].shape == (B, 3)
+    torch.testing.assert_close(p["tau"], tau)
+    J2 = hands(**p).joints.reshape(B, 42, 3)
+    err = (J2 - (J - J[:, :1])).norm(dim=-1)
+    assert err.mean() < 1e-3 and err.max() < 3e-3
+    with pytest.raises(InputError, match=r"j3d must be \(B, 42, 3\)"):
+        pair_ik(hands, J[:, :21])
 
 
 def test_global_orientation_recovered_exactly_for_flat_hands():

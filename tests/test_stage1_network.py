@@ -275,6 +275,33 @@ def test_loss_values_by_hand():
     assert L.hand_type_loss(torch.zeros(3, 2), torch.ones(3, 2)).item() == pytest.approx(0.693147, rel=1e-5)
 
 
+def test_collision_term_pushes_penetrating_hands_apart(hands32):
+    """The Fig. 6 term: the proxy collision of the predicted meshes on two-hand samples, zero for
+    hands apart, and its gradient on tau separates hands that overlap."""
+    from ihmr.collision.spheres import build_sphere_proxy, proxy_collision
+
+    z = lambda *s: torch.zeros(*s)  # noqa: E731
+    tau = torch.tensor([[0.0, 0.01, 0.0], [0.5, 0.0, 0.0]], requires_grad=True)  # overlapping; 0.5 m apart
+    out = hands32(z(2, 2, 10), z(2, 2, 3), z(2, 2, 45), tau)
+    vec = z(2, NUM_PARAMS)
+    net_out = SimpleNamespace(vector=vec, params=dict(unpack_params(vec), tau=tau), vertices=out.vertices, joints=out.joints,
+                              hand_type_logits=z(2, 2))
+    loss = Stage1Loss({"collision": 5.0}, hands=hands32)
+    total, terms = loss(net_out, Stage1Targets(hand_present=torch.ones(2, 2)))
+    ref = proxy_collision(out.vertices, out.joints, hands32.faces, build_sphere_proxy(hands32))
+    assert ref[0] > 0 and ref[1] == 0
+    assert terms["collision"].item() == pytest.approx(ref.mean().item(), rel=1e-5)
+    terms["collision"].backward()
+    step = -tau.grad[0]  # descent direction of tau (the left wrist) for the overlapping pair
+    assert step.norm() > 0 and tau.grad[1].abs().max() == 0
+    shifted = hands32(z(1, 2, 10), z(1, 2, 3), z(1, 2, 45), tau[:1].detach() + 0.002 * step / step.norm())
+    assert proxy_collision(shifted.vertices, shifted.joints, hands32.faces, build_sphere_proxy(hands32))[0] < ref[0]
+    with pytest.raises(InputError, match="needs the hand model"):
+        Stage1Loss({"collision": 1.0})
+    with pytest.raises(InputError, match=">= 0"):
+        Stage1Loss({"collision": -1.0}, hands=hands32)
+
+
 def test_masked_entries_get_zero_gradient():
     g = torch.Generator().manual_seed(3)
     B = 4
@@ -346,7 +373,7 @@ def test_absent_hand_parameters_get_zero_gradient(hands32):
 
 def test_stage1_loss_errors(net):
     with pytest.raises(InputError, match="unknown loss term"):
-        Stage1Loss({"collision": 1.0})
+        Stage1Loss({"penetration": 1.0})
     out = SimpleNamespace(vector=torch.zeros(1, 122), params=unpack_params(torch.zeros(1, 122)), joints=None)
     with pytest.raises(InputError, match="hand_model"):
         Stage1Loss()(out, Stage1Targets(j3d=torch.zeros(1, 2, 21, 3)))

@@ -93,6 +93,28 @@ def test_overfits_eight_images(synth8, tmp_path, capsys):
     assert '"steps": 30' in shown.out  # the summary (JSON)
 
 
+def test_efficientnet_from_imagenet_with_collision_loss(synth8, tmp_path):
+    """--backbone efficientnet_lite0 starts from the packaged ImageNet weights (recorded in the
+    checkpoint) and --collision-weight adds the logged collision term."""
+    from ihmr.stage1.network import imagenet_weights_path
+
+    run = tmp_path / "run"
+    rc = main(["train", "stage1", "--data", str(synth8), "--out", str(run), "--batch", "4", "--epochs", "1", "--max-steps", "2",
+               "--backbone", "efficientnet_lite0", "--collision-weight", "10", "--val-fraction", "0", *SMALL])
+    assert rc == 0
+    net, arch, info = load_stage1(run / "last.pt")
+    assert arch.backbone == "efficientnet_lite0" and info["init"] == "imagenet"
+    start = torch.load(imagenet_weights_path("efficientnet_lite0"), weights_only=True)["_conv_stem.weight"]
+    w = net.encoder.net.conv_stem.weight.detach()
+    assert torch.corrcoef(torch.stack([w.flatten(), start.flatten()]))[0, 1] > 0.99  # two small steps from ImageNet
+    rows = _rows(run / "train_log.csv")
+    assert len(rows) == 2 and all(r["collision"] != "" and float(r["collision"]) >= 0 for r in rows)
+    scratch = tmp_path / "scratch"
+    assert main(["train", "stage1", "--data", str(synth8), "--out", str(scratch), "--batch", "4", "--epochs", "1", "--max-steps", "1",
+                 "--backbone", "efficientnet_lite0", "--pretrained", "none", "--val-fraction", "0", *SMALL]) == 0
+    assert load_stage1(scratch / "last.pt")[2]["init"] == "scratch"
+
+
 def test_resume_continues_exactly(synth8, tmp_path, capsys):
     """Stopped inside epoch 2 (step 4 of 6) and resumed == one uninterrupted run, bit for bit."""
     common = ["train", "stage1", "--data", str(synth8), "--batch", "2", "--epochs", "2", "--val-fraction", "0.25", *SMALL]
@@ -158,6 +180,8 @@ def test_torchrun_two_processes_follow_one(synth8, tmp_path):
     (["--data", "{data}", "--resume"], "last.pt not found"),
     (["--data", "{data}", "--batch", "64", "--val-fraction", "0"], "lower --batch"),
     (["--data", "{data}", "--split", "test"], "expected one *test*_data.json"),
+    (["--data", "{data}", "--collision-weight", "-1"], "--collision-weight must be a number >= 0"),
+    (["--data", "{data}", "--backbone", "resnet18", "--pretrained", "imagenet"], "ImageNet weights ship only for"),
 ])
 def test_bad_input_is_a_clean_error(synth8, tmp_path, capsys, extra, message):
     extra = [x.format(missing=tmp_path / "nope", data=synth8) for x in extra]

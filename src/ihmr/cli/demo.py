@@ -53,7 +53,7 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--no-contact", action="store_true",
                    help="OPT only pushes colliding hands apart (the paper); default: it also closes gaps the landmarks evidence")
     p.add_argument("--checkpoint", default=None,
-                   help="stage-I network checkpoint (ihmr train stage1): the network replaces MediaPipe + IK as stage I "
+                   help="stage-I network checkpoint (ihmr train stage1) or 'default' (the shipped one): the network replaces MediaPipe + IK as stage I "
                         "(MediaPipe, the sidecar or --box only give the crop around both hands; the checkpoint's hand model replaces --model)")
     p.add_argument("--resume", action="store_true",
                    help="skip images whose folder holds a complete result of the same file (path and content) and options")
@@ -99,7 +99,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     options = BatchOptions(
         focal=args.focal, box=None if box is None else tuple(box), refine=refine,
         refiner=_resolved(args.refiner, ("default",)) if refine == "mlp" else None,
-        checkpoint=_resolved(args.checkpoint), model=rec.hands.model_name if args.checkpoint else _resolved(args.model, ("open",)),
+        checkpoint=_resolved(args.checkpoint, ("default",)), model=rec.hands.model_name if args.checkpoint else _resolved(args.model, ("open",)),
         contact=not args.no_contact,
     )
     rank, _ = init_from_env("gloo")  # only Python objects are gathered: gloo on any machine

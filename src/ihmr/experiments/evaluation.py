@@ -49,7 +49,8 @@ from ihmr.metrics import ContactStats, PenetrationStats, PoseError, SampleMetric
 from ihmr.refine import RefineConfig, refine_opt
 from ihmr.refine.mlp import load_refiner
 from ihmr.refine.mlp_refine import MLPRefineConfig, refine_mlp
-from ihmr.stage1.weights import load_stage1
+from ihmr.stage1.ik import pair_ik
+from ihmr.stage1.weights import checkpoint_hands, load_stage1
 
 __all__ = [
     "REFINERS",
@@ -65,8 +66,10 @@ __all__ = [
 
 #: Refiner choices of ``--refine``.
 REFINERS: tuple[str, ...] = ("none", "mlp", "opt")
-#: Table row of each choice.
-METHOD_NAMES: dict[str, str] = {"none": "Baseline (stage I)", "mlp": "IHMR-MLP", "opt": "IHMR-OPT"}
+#: Table row of each choice; ``<choice>_ik``: the starred rows (the paper's Table 1), whose stage I
+#: is the joint head's 3D joints through IK (:func:`~ihmr.stage1.ik.pair_ik`).
+METHOD_NAMES: dict[str, str] = {"none": "Baseline (stage I)", "mlp": "IHMR-MLP", "opt": "IHMR-OPT",
+                                "none_ik": "Baseline* (joint head + IK)", "mlp_ik": "IHMR-MLP*", "opt_ik": "IHMR-OPT*"}
 #: Column-group names of the subsets.
 SUBSET_NAMES: dict[str, str] = {"all": "All", "inter": "Inter", "inter_close": "Inter-Close"}
 _POSE_KEYS = ("mpjpe", "i_mpjpe", "mpvpe", "i_mpvpe")
@@ -92,6 +95,7 @@ class EvalConfig:
     refine_batch: int = 64
     progress: bool = True
     cache_dir: Any = None
+    starred: bool = True
 
     def check(self) -> "EvalConfig":
         bad = [r for r in self.refine if r not in REFINERS]
@@ -267,25 +271,30 @@ def _eval_samples(ctx: _Context, positions: Sequence[int], crops: Sequence[torch
         # The parameters must reproduce the annotated joints; otherwise no mesh metrics.
         gt_ok = float((gj - gt_j).norm(dim=-1).max()) < 1e-3
         gt_v = gv if gt_ok else None
-    base = {k: pred[k] for k in ("beta", "phi", "theta", "tau")}
-    results = {"none": base}
     t = lambda k: torch.as_tensor(pred[k], dtype=torch.float64)  # noqa: E731
-    for r in cfg.refine:
-        if r == "opt":
-            rc = RefineConfig(contact=cfg.contact) if cfg.iterations is None else RefineConfig(iterations=cfg.iterations, contact=cfg.contact)
-            res = refine_opt(ctx.hands64, {k: t(k) for k in base}, t("j3d"), t("j2d"), t("cam"), rc,
-                             batch_size=cfg.refine_batch, progress=False)
-        elif r == "mlp":
-            feat = None
-            if ctx.refiner.config.feature_dim and ctx.refiner.config.feature_dim == pred["feature"].shape[1]:
-                feat = torch.as_tensor(pred["feature"], dtype=torch.float32)
-            res = refine_mlp(ctx.hands32, {k: t(k).float() for k in base}, t("j3d").float(), t("j2d").float(), ctx.refiner,
-                             feature=feat, config=MLPRefineConfig(contact=cfg.contact), batch_size=cfg.refine_batch, progress=False)
-        else:
-            continue
-        seconds[r] = res.seconds
-        results[r] = {k: v.detach().double().cpu().numpy() for k, v in res.params.items()}
-        local.update({f"{r}/accepted_{f}": v.cpu().numpy() for f, v in res.accepted.items()})
+    starts = {"": {k: t(k) for k in ("beta", "phi", "theta", "tau")}}
+    if cfg.starred:  # the starred rows: the joint head's joints through IK as stage I
+        t0 = time.perf_counter()
+        starts["_ik"] = pair_ik(ctx.hands64, t("j3d"))
+        seconds["none_ik"] = seconds["none"] + time.perf_counter() - t0
+    results = {}
+    for suffix, base in starts.items():
+        results["none" + suffix] = {k: v.numpy() for k, v in base.items()}
+        for r in cfg.refine:
+            if r == "opt":
+                rc = RefineConfig(contact=cfg.contact) if cfg.iterations is None else RefineConfig(iterations=cfg.iterations, contact=cfg.contact)
+                res = refine_opt(ctx.hands64, base, t("j3d"), t("j2d"), t("cam"), rc, batch_size=cfg.refine_batch, progress=False)
+            elif r == "mlp":
+                feat = None
+                if ctx.refiner.config.feature_dim and ctx.refiner.config.feature_dim == pred["feature"].shape[1]:
+                    feat = torch.as_tensor(pred["feature"], dtype=torch.float32)
+                res = refine_mlp(ctx.hands32, {k: v.float() for k, v in base.items()}, t("j3d").float(), t("j2d").float(), ctx.refiner,
+                                 feature=feat, config=MLPRefineConfig(contact=cfg.contact), batch_size=cfg.refine_batch, progress=False)
+            else:
+                continue
+            seconds[r + suffix] = res.seconds
+            results[r + suffix] = {k: v.detach().double().cpu().numpy() for k, v in res.params.items()}
+            local.update({f"{r}{suffix}/accepted_{f}": v.cpu().numpy() for f, v in res.accepted.items()})
     for r, p in results.items():
         local.update({f"{r}/{k}": v for k, v in p.items()})
         local.update({f"{r}/{k}": v for k, v in _method_metrics(ctx.hands64, p, gt_j, valid, gt_v).items()})
@@ -381,10 +390,10 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
     rank, world = rank_world()
     main = rank == 0
     net, arch, ck_info = load_stage1(cfg.checkpoint)
-    hands64 = TwoHands(arch.model, dtype=torch.float64)
+    hands64 = checkpoint_hands(arch, cfg.checkpoint)
     hands32 = refiner = None
     if "mlp" in cfg.refine:
-        hands32 = TwoHands(arch.model, dtype=torch.float32)
+        hands32 = checkpoint_hands(arch, cfg.checkpoint, torch.float32)
         refiner = load_refiner(cfg.refiner, hands32)
     files = find_split_files(cfg.data, cfg.split)
     if cfg.out is not None:
@@ -431,6 +440,7 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
         raise RuntimeError("gathered samples do not cover the data set exactly once")  # pragma: no cover
     sub = {s: m[done] for s, m in masks.items()}
     methods = [r for r in REFINERS if r == "none" or r in cfg.refine]
+    methods += [r + "_ik" for r in methods] if cfg.starred else []
     table = None
     if len(done):
         speed = {}
@@ -447,7 +457,8 @@ def evaluate(cfg: EvalConfig) -> Optional[EvalReport]:
         "refine": list(methods), "refiner": str(cfg.refiner) if "mlp" in cfg.refine else None,
         "opt_iterations": cfg.iterations, "contact": cfg.contact, "gt_meshes": has_mesh and bool(len(done)),
         "subset_sizes": {SUBSET_NAMES[s]: int(m.sum()) for s, m in sub.items()},
-        "speed_units": {"Baseline (stage I)": "images/s (network forward only)", "refiners": "samples/s"},
+        "speed_units": {"Baseline (stage I)": "images/s (network forward only)", "Baseline* (joint head + IK)": "images/s (network + IK)",
+                        "refiners": "samples/s"},
         "skipped": len(ann.skipped), "failed": failed, "interrupted": interrupted, "checkpoint_info": ck_info,
     }
     report = EvalReport(table=table, per_sample=per, info=info, failed=failed, interrupted=interrupted)

@@ -23,7 +23,7 @@ from ihmr.pipeline.pairing import pair_hands, place_pair, separate_pair, touch_p
 from ihmr.pipeline.refiners import make_refiner, refine_pair
 from ihmr.pipeline.results import Result
 from ihmr.pipeline.sources import LandmarkSource, NetworkSource, Stage1Source
-from ihmr.stage1.weights import load_stage1
+from ihmr.stage1.weights import checkpoint_hands, load_stage1
 
 __all__ = ["Reconstructor", "reconstruct", "DEFAULT_FOCAL"]
 
@@ -51,8 +51,9 @@ class Reconstructor:
         net = arch = None
         if checkpoint is not None:
             net, arch, _ = load_stage1(checkpoint)
-            model = arch.model
-        self.hands = TwoHands(model, dtype=torch.float64)
+            self.hands = checkpoint_hands(arch, checkpoint)
+        else:
+            self.hands = TwoHands(model, dtype=torch.float64)
         detector = HandDetector()
         self.source: Stage1Source = (LandmarkSource(self.hands, detector) if net is None
                                      else NetworkSource(net, arch, self.hands, detector))

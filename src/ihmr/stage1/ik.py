@@ -23,8 +23,9 @@ from torch import Tensor
 from ihmr.errors import InputError
 from ihmr.geometry.rotations import matrix_to_axis_angle, swing_rotation
 from ihmr.handmodel.layer import HandLayer
+from ihmr.handmodel.two_hands import TwoHands
 
-__all__ = ["IKResult", "kabsch_rotation", "fit_shape", "hand_ik"]
+__all__ = ["IKResult", "kabsch_rotation", "fit_shape", "hand_ik", "pair_ik"]
 
 #: Parent of each of the 21 MANO-order joints (tips hang from the finger's last joint).
 _PARENT21 = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14, 15, 3, 6, 12, 9)
@@ -127,3 +128,23 @@ def hand_ik(layer: HandLayer, joints: Tensor, fit_beta: bool = True) -> IKResult
         G[j] = G[p] @ R
     aa = matrix_to_axis_angle(local)  # (B, 16, 3)
     return IKResult(beta=beta, global_orient=aa[:, 0], hand_pose=aa[:, 1:].reshape(B, 45), wrist=joints[:, 0])
+
+
+@torch.no_grad()
+def pair_ik(hands: TwoHands, j3d: Tensor) -> dict[str, Tensor]:
+    """Two-hand parameters reproducing joint-head joints (the stage I of the paper's starred rows,
+    HybrIK-style: a joint head, then IK).
+
+    Args:
+        hands: the two-hand model.
+        j3d: ``(B, 42, 3)`` joints, MANO order, right hand first (metres; any origin).
+
+    Returns:
+        ``beta (B, 2, K)``, ``phi (B, 2, 3)``, ``theta (B, 2, 45)``, ``tau (B, 3)`` (left wrist minus
+        right wrist, as :class:`~ihmr.handmodel.two_hands.TwoHands` takes it), in the model's dtype.
+    """
+    if j3d.ndim != 3 or j3d.shape[1:] != (42, 3):
+        raise InputError(f"j3d must be (B, 42, 3) in MANO order, right hand first, got {tuple(j3d.shape)}")
+    r, l = hand_ik(hands.right, j3d[:, :21]), hand_ik(hands.left, j3d[:, 21:])
+    return {"beta": torch.stack([r.beta, l.beta], 1), "phi": torch.stack([r.global_orient, l.global_orient], 1),
+            "theta": torch.stack([r.hand_pose, l.hand_pose], 1), "tau": l.wrist - r.wrist}

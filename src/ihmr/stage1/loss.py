@@ -8,7 +8,9 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from ihmr.collision.spheres import SphereProxy, build_sphere_proxy, proxy_collision
 from ihmr.errors import InputError
+from ihmr.handmodel.two_hands import TwoHands
 from ihmr.losses import (
     batch_mask,
     hand_type_loss,
@@ -31,7 +33,9 @@ __all__ = ["LOSS_WEIGHTS", "Stage1Targets", "Stage1Loss"]
 
 #: Loss weights as released: all 10 except the shape regularisers (0.1) and the hand-type BCE (1).
 #: ``reg`` is Eq. 3's ``L_reg = |beta_l - beta_r|^2`` (lambda_4 = 0.1); ``beta_l2`` the L2 prior on
-#: both shapes, also 0.1.
+#: both shapes, also 0.1. ``collision`` (off as released; the paper's Fig. 6 studies it): the
+#: sphere-proxy collision error of the predicted meshes (:func:`~ihmr.collision.spheres.proxy_collision`,
+#: m, the summed depths of one hand's vertices inside the other), on samples with both hands.
 LOSS_WEIGHTS: dict[str, float] = {
     "pose": 10.0,
     "shape": 10.0,
@@ -43,6 +47,7 @@ LOSS_WEIGHTS: dict[str, float] = {
     "head_j2d": 10.0,
     "head_j3d": 10.0,
     "hand_type": 1.0,
+    "collision": 0.0,
 }
 
 
@@ -80,20 +85,27 @@ class Stage1Loss(nn.Module):
 
     Args:
         weights: overrides of :data:`LOSS_WEIGHTS` (a weight of 0 skips the term).
+        hands: the network's two-hand model; needed by the collision term (its faces and sphere proxy).
 
     Forward: ``(out: Stage1Output, targets: Stage1Targets)`` -> ``(total, terms)``: the weighted total
     (scalar) and the unweighted terms by name (only the terms whose targets were given). The
     hand-model terms (``j3d``, ``j2d``) need ``out.joints``, i.e. a network built with a hand model.
     """
 
-    def __init__(self, weights: Optional[dict[str, float]] = None) -> None:
+    def __init__(self, weights: Optional[dict[str, float]] = None, hands: Optional[TwoHands] = None) -> None:
         super().__init__()
         w = dict(LOSS_WEIGHTS)
         for k, v in (weights or {}).items():
             if k not in w:
                 raise InputError(f"unknown loss term {k!r}; known: {sorted(w)}")
             w[k] = float(v)
+        if w["collision"] < 0:
+            raise InputError(f"the collision weight must be >= 0, got {w['collision']}")
+        if w["collision"] and hands is None:
+            raise InputError("the collision loss needs the hand model: Stage1Loss(weights, hands=TwoHands(...))")
         self.weights = w
+        self._hands = [hands]  # a list: not a submodule of the loss
+        self._proxy: Optional[SphereProxy] = None
 
     def forward(self, out: Stage1Output, targets: Stage1Targets) -> tuple[Tensor, dict[str, Tensor]]:
         t = targets
@@ -142,6 +154,14 @@ class Stage1Loss(nn.Module):
             terms["reg"] = shape_consistency_loss(p["beta"], both)
         if want("beta_l2"):
             terms["beta_l2"] = shape_l2_loss(p["beta"], present)
+        if want("collision"):
+            if out.vertices is None:
+                raise InputError("the collision loss needs the hand-model meshes: build Stage1Net(hand_model=TwoHands())")
+            hands = self._hands[0]
+            if self._proxy is None:
+                self._proxy = build_sphere_proxy(hands).to(out.vertices.dtype)
+            col = proxy_collision(out.vertices, out.joints, hands.faces.to(out.vertices.device), self._proxy)
+            terms["collision"] = (col * both).sum() / both.sum().clamp_min(1.0)
         if want("hand_type") and t.hand_present is not None:
             terms["hand_type"] = hand_type_loss(out.hand_type_logits, t.hand_present, t.hand_type_valid)
         total = sum((w[k] * v for k, v in terms.items()), ref.new_zeros(()))

@@ -36,7 +36,6 @@ from ihmr.metrics import i_mpjpe, mpjpe
 from ihmr.stage1.config import TrainStage1Config
 from ihmr.stage1.dataset import ResumableShardSampler, build_data, targets_from_batch
 from ihmr.stage1.loss import Stage1Loss
-from ihmr.stage1.network import load_resnet_weights
 from ihmr.stage1.rng import rng_state, set_rng_state
 from ihmr.stage1.run_logs import TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, plot_curve, truncate_csv
 from ihmr.stage1.weights import Stage1Arch, read_stage1_checkpoint, save_stage1
@@ -115,7 +114,7 @@ class Trainer:
             raise InputError(f"{len(self.train_set)} training samples make no batch of {cfg.batch}; lower --batch")
 
         self.net, self.model, self.arch = self._build_network(hands)
-        self.loss_fn = Stage1Loss()
+        self.loss_fn = Stage1Loss({"collision": cfg.collision_weight}, hands=hands)
         self.opt = _adam([p for p in self.net.parameters() if p.requires_grad], cfg.lr)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.epochs * self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
@@ -130,8 +129,8 @@ class Trainer:
             if (arch.backbone, arch.input_size) != (cfg.backbone, cfg.input_size):
                 raise InputError(f"--resume: last.pt is {arch.backbone} at {arch.input_size} px, asked for {cfg.backbone} at {cfg.input_size} px")
         net = arch.build(hand_model=hands)
-        if cfg.pretrained and blob is None:
-            load_resnet_weights(net.encoder.resnet, cfg.pretrained, cfg.backbone)
+        if cfg.init() is not None and blob is None:
+            net.encoder.load_pretrained(cfg.init())
         if blob is not None:
             try:
                 net.load_state_dict(blob["state_dict"])
@@ -334,7 +333,7 @@ class Trainer:
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
             rng=rng_state(), config=json.dumps(asdict(cfg)), world=self.world,
         )
-        save_stage1(path, self.net, self.arch, train=train_state, info=dict(data=str(cfg.data), **self.desc, **(extra or {})))
+        save_stage1(path, self.net, self.arch, train=train_state, info=dict(data=str(cfg.data), init=cfg.init() or "scratch", **self.desc, **(extra or {})))
 
     def close(self) -> None:
         """Close the CSV logs and TensorBoard."""

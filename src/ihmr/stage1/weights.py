@@ -21,11 +21,12 @@ from typing import Any, Optional
 
 import torch
 
-from ihmr.errors import InputError
+from ihmr.errors import InputError, ModelFileError
+from ihmr.handmodel.two_hands import TwoHands
 from ihmr.io.checkpoints import load_matching_state, read_checkpoint, write_checkpoint
 from ihmr.stage1.network import Stage1Net
 
-__all__ = ["Stage1Arch", "save_stage1", "load_stage1", "read_stage1_checkpoint"]
+__all__ = ["Stage1Arch", "save_stage1", "load_stage1", "read_stage1_checkpoint", "default_stage1_path", "export_stage1", "checkpoint_hands"]
 
 FORMAT = "ihmr-stage1"
 VERSION = 1
@@ -70,19 +71,54 @@ def save_stage1(path, model, arch: Stage1Arch, train: Optional[dict] = None, inf
     return write_checkpoint(path, blob)
 
 
+def default_stage1_path(model: str = "open") -> Path:
+    """The stage-I network shipped with the package for a hand model (``--checkpoint default``)."""
+    return Path(__file__).resolve().parent / "assets" / f"stage1_{model}.pt"
+
+
+def _resolve(path) -> Path:
+    if str(path) != "default":
+        return Path(path)
+    p = default_stage1_path()
+    if not p.is_file():
+        raise InputError(f"no shipped stage-I network at {p}; train one with `ihmr train stage1` and pass its best.pt")
+    return p
+
+
 def read_stage1_checkpoint(path) -> dict[str, Any]:
-    """The checkpoint dict, validated (format, version); raises :class:`InputError`."""
-    return read_checkpoint(path, FORMAT, VERSION, "stage-I checkpoint")
+    """The checkpoint dict, validated (format, version); ``"default"``: the shipped network. Raises
+    :class:`InputError`."""
+    return read_checkpoint(_resolve(path), FORMAT, VERSION, "stage-I checkpoint")
+
+
+def export_stage1(src, dst, info: Optional[dict] = None) -> Path:
+    """Write ``src``'s network as a file to ship: weights in float16 (they load back into float32),
+    no training state, ``info`` merged into the checkpoint's. Returns ``dst``."""
+    blob = read_stage1_checkpoint(src)
+    blob["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    blob["train"] = None
+    blob["info"] = dict(blob.get("info") or {}, **(info or {}))
+    return write_checkpoint(dst, blob)
 
 
 def load_stage1(path, hand_model=None, map_location: str | torch.device = "cpu"):
-    """``(Stage1Net in eval mode, Stage1Arch, info)`` from a checkpoint; shapes are checked and a
-    mismatch names the tensor."""
+    """``(Stage1Net in eval mode, Stage1Arch, info)`` from a checkpoint (``"default"``: the shipped
+    one); shapes are checked and a mismatch names the tensor."""
+    path = _resolve(path)
     blob = read_stage1_checkpoint(path)
     try:
         arch = Stage1Arch(**blob["arch"])
     except TypeError as e:
         raise InputError(f"{path}: bad architecture record ({e})") from e
-    net = arch.build(hand_model)
+    net = arch.build(hand_model).float()
     load_matching_state(net, blob["state_dict"], path, f" (a {arch.backbone} network)")
     return net.to(map_location).eval(), arch, dict(blob.get("info") or {})
+
+
+def checkpoint_hands(arch: Stage1Arch, path, dtype: torch.dtype = torch.float64) -> TwoHands:
+    """The two-hand model a checkpoint's network was trained for (``arch.model``); an
+    :class:`InputError` that names the checkpoint when that model cannot be loaded here."""
+    try:
+        return TwoHands(arch.model, dtype=dtype)
+    except (InputError, ModelFileError) as e:
+        raise InputError(f"{path}: the network was trained for the hand model {arch.model!r}, which cannot be loaded here ({e})") from e

@@ -107,6 +107,10 @@ class InterHandAnnotations:
         """Absolute-or-relative paths of the images, ``image_root / file_name``."""
         return [self.image_root / str(f) for f in self.file_name]
 
+    def image_path(self, i: int) -> Path:
+        """Path of image ``i`` (one entry of :attr:`image_paths`, without building them all)."""
+        return self.image_root / str(self.file_name[i])
+
     @property
     def hand_type_names(self) -> np.ndarray:
         """``(N,)`` str: ``"right"``, ``"left"`` or ``"interacting"``."""

@@ -86,7 +86,7 @@ class InterHandDataset(torch.utils.data.Dataset):
             InputError: the file is missing or unreadable, or its size differs from the annotation's.
         """
         a = self.annotations
-        path = a.image_paths[i]
+        path = a.image_path(i)
         img = load_image(path)
         if img.shape[:2] != (int(a.height[i]), int(a.width[i])):
             raise InputError(f"{path}: image is {img.shape[1]}x{img.shape[0]} pixels, the annotation says "
