@@ -16,7 +16,7 @@ import torch
 
 from _timing import timeit
 from ihmr.stage1 import Stage1Net
-from ihmr.stage1.network import BACKBONES
+from ihmr.stage1.backbones import BACKBONES
 from ihmr.stage1.weights import load_stage1
 
 

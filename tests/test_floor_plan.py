@@ -26,9 +26,9 @@ LAYERS = CONFIG["tool"]["importlinter"]["contracts"][0]["layers"]
 #: Imports that may stay inside functions: optional or heavy dependencies that most commands never
 #: need: offscreen rendering (pyrender, OpenGL, triton), trimesh (writing meshes; 0.4 s to import),
 #: MediaPipe / LiteRT, the model build's anny and scipy.optimize, TensorBoard, matplotlib (plots),
-#: the stage-I network's torchvision, gradio and ihmr.app.web (the page, which imports gradio: the
+#: the stage-I backbones' torchvision and timm, gradio and ihmr.app.web (the page, which imports gradio: the
 #: optional app extra); and numpy's private pickle modules the MANO unpickler maps.
-LAZY = ("gradio", "ihmr.app.web", "pyrender", "OpenGL", "triton", "trimesh", "mediapipe", "ai_edge_litert", "anny", "tensorboard",
+LAZY = ("gradio", "ihmr.app.web", "timm", "pyrender", "OpenGL", "triton", "trimesh", "mediapipe", "ai_edge_litert", "anny", "tensorboard",
         "torch.utils.tensorboard", "matplotlib", "torchvision", "numpy.core", "numpy._core", "scipy.optimize")
 #: The largest module in lines ("no module over ~500 lines").
 MAX_LINES = 520

@@ -27,11 +27,14 @@ from ihmr.pipeline.batch import bundled_examples
 EXAMPLE = next(p for p in bundled_examples() if p.stem == "image69148")
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 try:
-    import selenium  # noqa: F401
+    from selenium.common.exceptions import StaleElementReferenceException
 
     HAVE_SELENIUM = True
 except ImportError:
     HAVE_SELENIUM = False
+
+    class StaleElementReferenceException(Exception):  # noqa: N818 - stands in for selenium's
+        pass
 MISSING = [n for n, ok in (("chromium", CHROMIUM), ("chromedriver", DRIVER), ("selenium", HAVE_SELENIUM)) if not ok]
 browser = pytest.mark.skipif(bool(MISSING), reason=f"browser tests skipped: {', '.join(MISSING)} not installed "
                                                     "(bash scripts/setup.sh --browser installs them)")
@@ -144,7 +147,10 @@ def page(server):
 def _wait(d, cond, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        v = cond()
+        try:
+            v = cond()
+        except StaleElementReferenceException:  # the page re-rendered between finding and reading
+            v = None
         if v:
             return v
         time.sleep(0.1)
@@ -153,7 +159,9 @@ def _wait(d, cond, timeout: float, what: str):
 
 
 def _toasts(d) -> list[str]:
-    return [t.text for t in d.find_elements("css selector", ".toast-body") if t.text.strip()]
+    # One script reads every toast's text at once: a toast that closes meanwhile cannot go stale.
+    texts = d.execute_script("return Array.from(document.querySelectorAll('.toast-body')).map(e => e.innerText);")
+    return [t for t in texts or [] if t.strip()]
 
 
 def _upload(d, paths: list[Path]) -> None:

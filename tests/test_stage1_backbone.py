@@ -10,8 +10,9 @@ from PIL import Image
 
 import ihmr
 from ihmr.errors import InputError
+from ihmr.stage1.backbones import EfficientNetEncoder, imagenet_weights_path
 from ihmr.stage1.config import TrainStage1Config
-from ihmr.stage1.network import EfficientNetEncoder, Stage1Net, imagenet_weights_path
+from ihmr.stage1.network import Stage1Net
 from ihmr.stage1.weights import Stage1Arch, checkpoint_hands, default_stage1_path, export_stage1, load_stage1, save_stage1
 
 SMALL = dict(heatmap_size=8, depth_bins=8, deconv_channels=32, feature_dim=64)

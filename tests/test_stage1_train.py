@@ -96,7 +96,7 @@ def test_overfits_eight_images(synth8, tmp_path, capsys):
 def test_efficientnet_from_imagenet_with_collision_loss(synth8, tmp_path):
     """--backbone efficientnet_lite0 starts from the packaged ImageNet weights (recorded in the
     checkpoint) and --collision-weight adds the logged collision term."""
-    from ihmr.stage1.network import imagenet_weights_path
+    from ihmr.stage1.backbones import imagenet_weights_path
 
     run = tmp_path / "run"
     rc = main(["train", "stage1", "--data", str(synth8), "--out", str(run), "--batch", "4", "--epochs", "1", "--max-steps", "2",

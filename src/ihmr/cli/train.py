@@ -19,7 +19,7 @@ from ihmr.distributed import init_from_env, is_main, shutdown
 from ihmr.errors import InputError
 from ihmr.handmodel import TwoHands
 from ihmr.refine.mlp_train import TrainMLPConfig, opt_labels, train_mlp_refiner, training_pairs, write_step_log
-from ihmr.stage1.network import BACKBONES
+from ihmr.stage1.backbones import BACKBONES
 from ihmr.stage1.train import TrainStage1Config, train_stage1
 
 __all__ = ["add_train_parser", "training_pairs"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ihmr.errors import InputError
-from ihmr.stage1.network import BACKBONES, imagenet_weights_path
+from ihmr.stage1.backbones import BACKBONES, imagenet_weights_path
 
 __all__ = ["TrainStage1Config"]
 
