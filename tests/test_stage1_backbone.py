@@ -108,7 +108,6 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
         checkpoint_hands(arch2, path)
 
 
-@pytest.mark.skipif(not default_stage1_path().is_file(), reason="no shipped stage-I network")
 def test_default_checkpoint_is_shipped_and_small():
     net, arch, info = load_stage1("default")
     assert arch.backbone.startswith("efficientnet_lite") and arch.model == "open"
