@@ -296,6 +296,11 @@ def test_collision_term_pushes_penetrating_hands_apart(hands32):
     assert step.norm() > 0 and tau.grad[1].abs().max() == 0
     shifted = hands32(z(1, 2, 10), z(1, 2, 3), z(1, 2, 45), tau[:1].detach() + 0.002 * step / step.norm())
     assert proxy_collision(shifted.vertices, shifted.joints, hands32.faces, build_sphere_proxy(hands32))[0] < ref[0]
+    # The proxy follows the predicted meshes' dtype and device (a GPU run; "meta" stands in for it).
+    moved = build_sphere_proxy(hands32).to(torch.float64, "meta")
+    assert moved.radius.dtype == moved.ref_size.dtype == torch.float64 and moved.anchors.dtype == torch.long
+    assert all(getattr(moved, n).device.type == "meta" for n in ("anchors", "radius", "queries", "ref_size", "query_leaves",
+                                                                  "query_valid", "anchor_leaves", "anchor_valid"))
     with pytest.raises(InputError, match="needs the hand model"):
         Stage1Loss({"collision": 1.0})
     with pytest.raises(InputError, match=">= 0"):

@@ -23,7 +23,7 @@ verification); reported metrics (AVE-P / MAX-P) always use exact depths.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Literal, Optional
 
 import numpy as np
@@ -72,8 +72,12 @@ class SphereProxy:
     anchor_leaves: Tensor
     anchor_valid: Tensor
 
-    def to(self, dtype: torch.dtype) -> "SphereProxy":
-        return replace(self, radius=self.radius.to(dtype), ref_size=self.ref_size.to(dtype))
+    def to(self, dtype: Optional[torch.dtype] = None, device: Optional[torch.device | str] = None) -> "SphereProxy":
+        """The proxy with its float tensors (radii, reference sizes) in ``dtype`` and every tensor on ``device``."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)}
+        if dtype is not None:
+            moved["radius"], moved["ref_size"] = moved["radius"].to(dtype), moved["ref_size"].to(dtype)
+        return replace(self, **moved)
 
     def remap(self, anchors: Tensor, queries: Tensor, num_vertices: Optional[int] = None) -> "SphereProxy":
         """The same proxy with other vertex ids (e.g. positions in a subset of the mesh's vertices)."""

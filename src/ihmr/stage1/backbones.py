@@ -97,6 +97,11 @@ def imagenet_weights_path(backbone: str) -> Path:
     return path
 
 
+def _weights_file(backbone: str, path: PathLike) -> PathLike:
+    """``path``, or for ``"imagenet"`` the backbone's packaged ImageNet weights (:func:`imagenet_weights_path`)."""
+    return imagenet_weights_path(backbone) if str(path) == "imagenet" else path
+
+
 def load_efficientnet_weights(model: nn.Module, path: PathLike, arch: str = "efficientnet") -> None:
     """Load an EfficientNet-Lite state dict into timm's ``tf_efficientnet_lite*`` ``model``.
 
@@ -153,7 +158,7 @@ class ResNetEncoder(nn.Module):
 
     def load_pretrained(self, path: PathLike) -> None:
         """Load a local torchvision ResNet state dict into the trunk (see :func:`load_resnet_weights`)."""
-        load_resnet_weights(self.resnet, imagenet_weights_path(self.backbone) if str(path) == "imagenet" else path, self.backbone)
+        load_resnet_weights(self.resnet, _weights_file(self.backbone, path), self.backbone)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r = self.resnet
@@ -194,8 +199,7 @@ class EfficientNetEncoder(nn.Module):
 
     def load_pretrained(self, path: PathLike) -> None:
         """Load a state dict into the trunk; ``"imagenet"``: the backbone's packaged ImageNet weights."""
-        source = imagenet_weights_path(self.backbone) if str(path) == "imagenet" else path
-        load_efficientnet_weights(self.net, source, self.backbone)
+        load_efficientnet_weights(self.net, _weights_file(self.backbone, path), self.backbone)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.net.forward_features(x)

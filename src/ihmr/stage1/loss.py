@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Optional
 
 from torch import Tensor, nn
@@ -159,9 +159,7 @@ class Stage1Loss(nn.Module):
                 raise InputError("the collision loss needs the hand-model meshes: build Stage1Net(hand_model=TwoHands())")
             hands = self._hands[0]
             if self._proxy is None:
-                p = build_sphere_proxy(hands).to(out.vertices.dtype)
-                self._proxy = replace(p, **{f.name: getattr(p, f.name).to(out.vertices.device) for f in fields(p)
-                                            if isinstance(getattr(p, f.name), Tensor)})
+                self._proxy = build_sphere_proxy(hands).to(out.vertices.dtype, out.vertices.device)
             col = proxy_collision(out.vertices, out.joints, hands.faces.to(out.vertices.device), self._proxy)
             terms["collision"] = (col * both).sum() / both.sum().clamp_min(1.0)
         if want("hand_type") and t.hand_present is not None:
